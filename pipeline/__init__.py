@@ -1,0 +1,1 @@
+"""time-to-dispatch: weekly-trained estimates of how long an order takes to dispatch."""

@@ -1,0 +1,40 @@
+"""The HTTP contract agreed with the platform team: request and response bodies."""
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from typing_extensions import Annotated
+
+MAX_PRODUCT_CODE_LENGTH = 64
+MAX_ORDERS_PLACED = 1_000_000  # far above any day's queue; keeps estimates finite
+
+ProductCode = Annotated[
+    str, StringConstraints(strict=True, min_length=1, max_length=MAX_PRODUCT_CODE_LENGTH)
+]
+# Strict: a JSON boolean or a string is a client bug, not a number of orders.
+OrdersPlaced = Annotated[
+    float, Field(strict=True, ge=0, le=MAX_ORDERS_PLACED, allow_inf_nan=False)
+]
+
+
+class DispatchRequest(BaseModel):
+    """An order about to be placed."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"product_code": "SKU001", "orders_placed": 112}]},
+    )
+
+    product_code: ProductCode = Field(description="The product's code, e.g. SKU001.")
+    orders_placed: OrdersPlaced = Field(
+        description="Orders already placed today, queued ahead of this one."
+    )
+
+
+class DispatchEstimate(BaseModel):
+    """The estimate, and the model that made it."""
+
+    est_hours_to_dispatch: float = Field(description="Estimated hours until dispatch.")
+    model_version: str = Field(description="Version of the published model that answered.")
+
+
+class Readiness(BaseModel):
+    status: str
+    model_version: str

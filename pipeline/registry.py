@@ -1,0 +1,147 @@
+"""Published models in the store: how they are named, written, found and verified.
+
+A model is two objects under models/: the joblib artifact, then its JSON metadata. The
+metadata is written last and carries the artifact's SHA-256, so a model becomes visible only
+once it is whole, and an artifact is loaded only if its bytes are the ones that were
+published. Keys carry the creation time and a random suffix: never overwritten, and two
+training runs at once never collide.
+"""
+import hashlib
+import io
+import secrets
+from datetime import datetime, timezone
+from typing import Any, Dict, List, NamedTuple, Optional
+
+import joblib
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from pipeline.logs import configure_logger
+from pipeline.model import ProductLinearModel
+from pipeline.store import Store, StoreError
+
+log = configure_logger(__name__)
+
+MODELS_PREFIX = "models/"
+MODEL_STEM = "time_to_dispatch_model_"
+
+
+class ModelVerificationError(Exception):
+    """A published model is incomplete, altered, or unreadable, and must not be loaded."""
+
+
+class ModelMetadata(BaseModel):
+    """What is known about a published model; `extra` keeps fields added by later versions."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    model_version: str
+    created_at: str
+    artifact_key: str
+    artifact_sha256: str
+    artifact_format: str
+    metrics: Dict[str, float]
+    dataset: Dict[str, Any]
+    product_codes: List[str]
+
+
+class LoadedModel(NamedTuple):
+    model: ProductLinearModel
+    metadata: ModelMetadata
+
+
+def new_model_version(now: Optional[datetime] = None) -> str:
+    """Return a version id that sorts by creation time and is unique across runs."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now.strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(3)}"
+
+
+def artifact_key(version: str) -> str:
+    return f"{MODELS_PREFIX}{MODEL_STEM}{version}.joblib"
+
+
+def metadata_key(version: str) -> str:
+    return f"{MODELS_PREFIX}{MODEL_STEM}{version}.json"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def serialise_model(model: ProductLinearModel) -> bytes:
+    buffer = io.BytesIO()
+    joblib.dump(model.to_artifact(), buffer)
+    return buffer.getvalue()
+
+
+def publish_model(store: Store, version: str, artifact: bytes, metadata: ModelMetadata) -> str:
+    """Write the artifact, then the metadata that makes it visible; return the metadata key."""
+    store.put_new(metadata.artifact_key, artifact)
+    key = metadata_key(version)
+    store.put_new(key, metadata.model_dump_json(indent=2).encode("utf-8"))
+    return key
+
+
+def published_versions(store: Store) -> List[str]:
+    """Return the versions that have metadata (are fully published), newest first."""
+    stem = MODELS_PREFIX + MODEL_STEM
+    versions = [
+        key[len(stem):-len(".json")]
+        for key in store.list_keys(MODELS_PREFIX)
+        if key.startswith(stem) and key.endswith(".json")
+    ]
+    return sorted(versions, reverse=True)
+
+
+def load_model(store: Store, version: str) -> LoadedModel:
+    """Read, verify and load one published model.
+
+    Raises:
+        ModelVerificationError: the metadata is unreadable, or the artifact is missing, not
+            the bytes the metadata names, or not a model this code can read.
+        StoreError: the store itself failed.
+    """
+    location = store.location(metadata_key(version))
+    try:
+        metadata = ModelMetadata.model_validate_json(store.get_bytes(metadata_key(version)))
+    except ValidationError as exc:
+        errors = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'document'}: {e['msg']}" for e in exc.errors()[:3]
+        )
+        raise ModelVerificationError(f"{location}: metadata is not valid: {errors}") from exc
+    if metadata.model_version != version or metadata.artifact_key != artifact_key(version):
+        raise ModelVerificationError(f"{location}: metadata names another model")
+    try:
+        artifact = store.get_bytes(metadata.artifact_key)
+    except StoreError as exc:
+        raise ModelVerificationError(f"{location}: artifact unreadable: {exc}") from exc
+    if sha256(artifact) != metadata.artifact_sha256:
+        raise ModelVerificationError(
+            f"{store.location(metadata.artifact_key)}: SHA-256 differs from its metadata; "
+            "the artifact was altered or corrupted, refusing to load it"
+        )
+    try:
+        model = ProductLinearModel.from_artifact(joblib.load(io.BytesIO(artifact)))
+    except Exception as exc:  # noqa: BLE001 - any unreadable artifact is a verification failure
+        raise ModelVerificationError(
+            f"{store.location(metadata.artifact_key)}: cannot load: {exc}"
+        ) from exc
+    return LoadedModel(model, metadata)
+
+
+def load_newest_model(store: Store) -> LoadedModel:
+    """Load the newest published model that verifies, skipping (and logging) any that don't."""
+    versions = published_versions(store)
+    if not versions:
+        raise ModelVerificationError(
+            f"no published model in {store.location(MODELS_PREFIX)}: run "
+            f"`python -m pipeline.train_model {store.uri}` first"
+        )
+    for version in versions:
+        try:
+            return load_model(store, version)
+        except ModelVerificationError as exc:
+            log.warning(f"skipping model {version}: {exc}")
+    raise ModelVerificationError(
+        f"none of the {len(versions)} model(s) in {store.location(MODELS_PREFIX)} verifies; "
+        "see the warnings above, then retrain"
+    )

@@ -1,0 +1,122 @@
+"""Serve time-to-dispatch estimates over HTTP from the newest verified model.
+
+Steps:
+1. At start-up, load the newest published model that verifies (exit non-zero if none).
+2. Answer POST /api/v0.1/time_to_dispatch: validate the request, estimate, respond with the
+   model version that answered. Unknown products and bad fields get a 422 naming the field.
+3. Answer GET /health (process alive) and GET /ready (model loaded) for Kubernetes probes.
+"""
+import argparse
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable, Dict
+
+import uvicorn
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from typing_extensions import Annotated
+
+from pipeline.api_schema import DispatchEstimate, DispatchRequest, Readiness
+from pipeline.cli import add_store_argument, exit_on_failure
+from pipeline.logs import LOG_FORMAT, configure_logger
+from pipeline.registry import LoadedModel, load_newest_model
+from pipeline.store import open_store
+
+log = configure_logger(__name__)
+
+API_PATH = "/api/v0.1/time_to_dispatch"
+
+
+def create_app(load_model: Callable[[], LoadedModel]) -> FastAPI:
+    """Build the service; `load_model` runs once at start-up and its result is served."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.loaded = load_model()
+        log.info(f"Serving model {app.state.loaded.metadata.model_version}")
+        yield
+
+    app = FastAPI(
+        title="time-to-dispatch",
+        description="Estimated hours until an order is dispatched, by product and queue.",
+        version="0.1",
+        lifespan=lifespan,
+    )
+
+    def loaded_model(request: Request) -> LoadedModel:
+        loaded: LoadedModel = request.app.state.loaded
+        return loaded
+
+    ModelDep = Annotated[LoadedModel, Depends(loaded_model)]
+
+    @app.post(API_PATH, response_model=DispatchEstimate)
+    def time_to_dispatch(body: DispatchRequest, loaded: ModelDep) -> DispatchEstimate:
+        """Estimate the hours until an order of this product is dispatched."""
+        if not loaded.model.knows(body.product_code):
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("body", "product_code"),
+                        "msg": f"unknown product code {body.product_code!r}: the model was "
+                        "trained on no orders of it",
+                        "type": "unknown_product_code",
+                        "input": body.product_code,
+                    }
+                ]
+            )
+        hours = loaded.model.predict_one(body.product_code, body.orders_placed)
+        return DispatchEstimate(
+            est_hours_to_dispatch=round(hours, 3),
+            model_version=loaded.metadata.model_version,
+        )
+
+    @app.get("/health")
+    def health() -> Dict[str, str]:
+        """Say the process is alive (liveness probe)."""
+        return {"status": "ok"}
+
+    @app.get("/ready", response_model=Readiness)
+    def ready(loaded: ModelDep) -> Readiness:
+        """Say a model is loaded, and which (readiness probe)."""
+        return Readiness(status="ready", model_version=loaded.metadata.model_version)
+
+    return app
+
+
+def uvicorn_log_config() -> Dict[str, Any]:
+    """Make uvicorn's own lines (start-up, access) look like the pipeline's."""
+    config: Dict[str, Any] = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": {"format": LOG_FORMAT}},
+        "handlers": {
+            "default": {"class": "logging.StreamHandler", "formatter": "default"},
+        },
+        "loggers": {
+            name: {"handlers": ["default"], "level": "INFO", "propagate": False}
+            for name in ("uvicorn", "uvicorn.access")
+        },
+    }
+    return config
+
+
+def main(store_uri: str, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Load the newest verified model, then serve it until stopped (SIGTERM drains)."""
+    log.info("Starting serve-model stage.")
+    loaded = load_newest_model(open_store(store_uri))  # fail here, before binding the port
+    uvicorn.run(
+        create_app(lambda: loaded),
+        host=host,
+        port=port,
+        log_config=uvicorn_log_config(),
+        timeout_graceful_shutdown=20,
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_store_argument(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 inside a container")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args()
+    with exit_on_failure(log):
+        main(args.store, args.host, args.port)

@@ -1,0 +1,212 @@
+"""The store: a local folder or an S3 bucket with the same layout (datasets/, models/).
+
+All storage I/O of the pipeline lives here, and this is the one place that creates an S3
+client. Every failure is re-raised as StoreError, whose message names the location and says
+what to check, so that a stage can print one line instead of a traceback.
+"""
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Union
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+else:
+    S3Client = Any
+
+DEFAULT_STORE = "artifacts"
+
+# Bounded retries with backoff ("standard" mode) and timeouts, so that a stage facing a dead
+# endpoint gives up in seconds rather than hanging a Kubernetes job.
+S3_CONFIG = Config(
+    retries={"max_attempts": 3, "mode": "standard"},
+    connect_timeout=5,
+    read_timeout=30,
+)
+
+
+class StoreError(Exception):
+    """A storage operation failed; the message says where and what to check."""
+
+
+class KeyExistsError(StoreError):
+    """A write would have replaced an existing object: the store never overwrites."""
+
+
+def make_s3_client() -> S3Client:
+    """Create the S3 client from boto3's standard configuration.
+
+    Credentials come from the usual chain (environment, profile, instance role) and an
+    S3-compatible server is selected with AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL.
+    """
+    return boto3.client("s3", config=S3_CONFIG)
+
+
+class LocalStore:
+    """A folder laid out exactly like the bucket: the embedded default for laptops."""
+
+    def __init__(self, root: Union[str, Path]) -> None:
+        self.root = Path(root)
+        self.uri = str(self.root)
+
+    def location(self, key: str) -> str:
+        return str(self.root / key)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root.resolve() not in path.parents:
+            raise StoreError(f"key {key!r} points outside the store {self.uri}")
+        return path
+
+    def list_keys(self, prefix: str) -> List[str]:
+        folder = self.root / prefix
+        if not folder.is_dir():  # a store that does not exist yet holds nothing
+            return []
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in folder.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.location(key)}: {exc.strerror}") from exc
+
+    def put_new(self, key: str, data: bytes) -> None:
+        """Write an object that must not exist yet, atomically.
+
+        The bytes go to a hidden temporary file first and are then hard-linked into place,
+        which fails if the key exists: a reader never sees half an object, and two writers
+        never replace each other's work.
+        """
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.link(tmp, path)
+            finally:
+                os.unlink(tmp)
+        except FileExistsError as exc:
+            raise KeyExistsError(f"{self.location(key)} exists already; not overwriting") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot write {self.location(key)}: {exc.strerror}") from exc
+
+
+class S3Store:
+    """An S3 bucket (optionally a prefix inside it) reached through boto3."""
+
+    def __init__(self, bucket: str, prefix: str, client: S3Client) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.client = client
+        self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
+
+    def location(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self.prefix}{key}"
+
+    def list_keys(self, prefix: str) -> List[str]:
+        keys: List[str] = []
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                keys.extend(obj["Key"][len(self.prefix):] for obj in page.get("Contents", []))
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreError(_explain("list", self.location(prefix), exc)) from exc
+        return sorted(keys)
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+            return response["Body"].read()
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreError(_explain("read", self.location(key), exc)) from exc
+
+    def put_new(self, key: str, data: bytes) -> None:
+        """Write an object that must not exist yet.
+
+        S3 makes a single PUT visible whole, so readers never see half an object. The key is
+        checked first, and the PUT is conditional (If-None-Match) where the server honours it.
+        """
+        full_key = self.prefix + key
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=full_key)
+        except ClientError as exc:
+            if _error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
+                raise StoreError(_explain("check", self.location(key), exc)) from exc
+        except BotoCoreError as exc:
+            raise StoreError(_explain("check", self.location(key), exc)) from exc
+        else:
+            raise KeyExistsError(f"{self.location(key)} exists already; not overwriting")
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=full_key, Body=data, IfNoneMatch="*")
+        except ClientError as exc:
+            if _error_code(exc) in ("PreconditionFailed", "412"):
+                raise KeyExistsError(
+                    f"{self.location(key)} exists already; not overwriting"
+                ) from exc
+            raise StoreError(_explain("write", self.location(key), exc)) from exc
+        except BotoCoreError as exc:
+            raise StoreError(_explain("write", self.location(key), exc)) from exc
+
+
+Store = Union[LocalStore, S3Store]
+
+
+def open_store(uri: str, s3_client: Optional[Callable[[], S3Client]] = None) -> Store:
+    """Open a store from its URI: `s3://bucket[/prefix]` or a local folder path."""
+    if uri.startswith("s3://"):
+        bucket, _, prefix = uri[len("s3://"):].partition("/")
+        if not bucket:
+            raise StoreError(f"store URI {uri!r} names no bucket: use s3://bucket[/prefix]")
+        return S3Store(bucket, prefix, (s3_client or make_s3_client)())
+    if "://" in uri:
+        raise StoreError(f"store URI {uri!r} is neither s3://bucket nor a local folder")
+    return LocalStore(uri)
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _explain(action: str, location: str, exc: Exception) -> str:
+    """Turn a boto error into one line that says what failed and what to check."""
+    if isinstance(exc, NoCredentialsError):
+        hint = "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile"
+    elif isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
+        hint = (
+            "cannot reach the S3 endpoint: check AWS_ENDPOINT_URL_S3/AWS_ENDPOINT_URL "
+            "and the network"
+        )
+    elif isinstance(exc, ReadTimeoutError):
+        hint = "the S3 endpoint stopped answering: check the server's health"
+    elif isinstance(exc, ClientError):
+        code = _error_code(exc)
+        if code == "NoSuchBucket":
+            hint = "the bucket does not exist: check the store URI"
+        elif code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"):
+            hint = f"access refused ({code}): check the AWS credentials and their permissions"
+        elif code in ("NoSuchKey", "404", "NotFound"):
+            hint = "no such object"
+        else:
+            hint = f"S3 error {code}: {exc.response.get('Error', {}).get('Message', '')}".strip()
+    else:
+        hint = f"{type(exc).__name__}: {exc}"
+    return f"cannot {action} {location}: {hint}"

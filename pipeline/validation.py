@@ -1,0 +1,167 @@
+"""Check a tranche before training, reporting every problem rather than the first.
+
+What refuses a tranche (nothing is published, the run fails):
+- an empty file, or one that is not a CSV of text;
+- a missing column;
+- more than MAX_BAD_ROW_FRACTION of rows with bad values;
+- no product with enough rows to fit;
+- fewer than MIN_SIZE_RATIO times the rows of the tranche the current model was trained on.
+
+What only warns (the run goes on):
+- extra columns (ignored);
+- repeated header rows, and up to MAX_BAD_ROW_FRACTION of rows with a null, a wrong type, or
+  a negative or non-finite value (those rows are dropped, with a count per problem);
+- products with fewer than MIN_ROWS_PER_PRODUCT rows (they get no estimate until they have).
+"""
+import io
+from typing import Any, List, NamedTuple, Optional, Set, Tuple
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from pipeline.model import MIN_ROWS_PER_PRODUCT
+from pipeline.tranche import COLUMNS, HOURS, ORDERS, PRODUCT
+
+MAX_BAD_ROW_FRACTION = 0.01
+MIN_SIZE_RATIO = 0.5
+MAX_PRODUCT_CODE_LENGTH = 64
+
+
+class TrancheReport(NamedTuple):
+    data: pd.DataFrame  # the rows fit for training, with proper types
+    refusals: List[str]  # any one of these refuses the tranche
+    warnings: List[str]
+
+
+def _finite(series: pd.Series) -> pd.Series:
+    finite: pd.Series = pd.Series(np.isfinite(series.to_numpy(dtype=float)), index=series.index)
+    return finite
+
+
+ROW_SCHEMA = pa.DataFrameSchema(
+    {
+        HOURS: pa.Column(float, [pa.Check.ge(0), pa.Check(_finite, name="finite")]),
+        ORDERS: pa.Column(float, [pa.Check.ge(0), pa.Check(_finite, name="finite")]),
+        PRODUCT: pa.Column(str, pa.Check.str_length(1, MAX_PRODUCT_CODE_LENGTH)),
+    },
+    strict="filter",  # extra columns are reported by validate_tranche, then ignored
+)
+
+
+def read_tranche(raw: bytes) -> pd.DataFrame:
+    """Parse CSV bytes as text columns, so that type problems are found by the schema.
+
+    Raises:
+        ValueError: the file is empty or is not CSV text.
+    """
+    if not raw.strip():
+        raise ValueError("the file is empty")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"the file is not UTF-8 text (byte {exc.start}): not a CSV") from exc
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ValueError(f"the file is not a readable CSV: {str(exc).strip()}") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def validate_tranche(
+    frame: pd.DataFrame, previous_rows: Optional[int] = None
+) -> TrancheReport:
+    """Return the trainable rows of a parsed tranche, with every refusal and warning found."""
+    refusals: List[str] = []
+    warnings: List[str] = []
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    extra = [c for c in frame.columns if c not in COLUMNS]
+    if missing:
+        refusals.append(f"missing column(s): {', '.join(missing)} (expected {', '.join(COLUMNS)})")
+    if extra:
+        warnings.append(f"ignoring extra column(s): {', '.join(extra)}")
+    if missing:
+        return TrancheReport(frame.iloc[0:0], refusals, warnings)
+    if frame.empty:
+        return TrancheReport(frame, ["the file has a header but no rows"], warnings)
+
+    headers = (frame[list(COLUMNS)] == list(COLUMNS)).all(axis=1)
+    if headers.any():
+        warnings.append(f"dropped {int(headers.sum())} repeated header row(s)")
+        frame = frame[~headers]
+
+    frame, not_numbers = _to_numbers(frame)
+    schema_rows, problems = _bad_rows(frame[~not_numbers.any(axis=1)])
+    bad_rows = not_numbers.index[not_numbers.any(axis=1)].union(pd.Index(list(schema_rows)))
+    problems = [
+        f"{column} is not a number: {int(not_numbers[column].sum())} row(s)"
+        for column in not_numbers.columns
+        if not_numbers[column].any()
+    ] + problems
+    rows = len(frame)
+    if len(bad_rows):
+        share = len(bad_rows) / rows
+        summary = f"{len(bad_rows)} of {rows} rows with bad values ({'; '.join(problems)})"
+        if share > MAX_BAD_ROW_FRACTION:
+            refusals.append(f"{summary}: more than {MAX_BAD_ROW_FRACTION:.0%} of rows")
+        else:
+            warnings.append(f"dropped {summary}")
+    clean = ROW_SCHEMA.validate(frame.drop(index=bad_rows)) if not refusals else frame
+
+    if not refusals:
+        counts = clean[PRODUCT].value_counts()
+        thin = counts[counts < MIN_ROWS_PER_PRODUCT]
+        if len(thin) == len(counts):
+            refusals.append(f"no product has the {MIN_ROWS_PER_PRODUCT} rows needed to fit")
+        elif len(thin):
+            warnings.append(
+                f"{len(thin)} product(s) have fewer than {MIN_ROWS_PER_PRODUCT} rows and get "
+                f"no estimate: {', '.join(sorted(thin.index)[:5])}"
+                + (" ..." if len(thin) > 5 else "")
+            )
+    if previous_rows and len(clean) < MIN_SIZE_RATIO * previous_rows:
+        refusals.append(
+            f"only {len(clean)} usable rows, under {MIN_SIZE_RATIO:.0%} of the "
+            f"{previous_rows} the current model was trained on: is the tranche truncated?"
+        )
+    return TrancheReport(clean.reset_index(drop=True), refusals, warnings)
+
+
+def _to_numbers(frame: pd.DataFrame) -> Tuple[pd.DataFrame, pd.DataFrame]:
+    """Convert the numeric columns; return the frame and where a value was not a number."""
+    frame = frame.copy()
+    not_numbers = pd.DataFrame(index=frame.index)
+    for column in (HOURS, ORDERS):
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        not_numbers[column] = frame[column].notna() & numbers.isna()
+        frame[column] = numbers.astype(float)
+    return frame, not_numbers
+
+
+def _bad_rows(frame: pd.DataFrame) -> Tuple[Set[Any], List[str]]:
+    """Return the index of rows failing the row schema and a count per problem."""
+    try:
+        ROW_SCHEMA.validate(frame, lazy=True)
+        return set(), []
+    except SchemaErrors as exc:
+        cases = exc.failure_cases
+    cases = cases[cases["index"].notna()]
+    problems = []
+    for (column, check), group in cases.groupby(["column", "check"], sort=True):
+        rows = group["index"].nunique()
+        problems.append(f"{column} {_describe(str(check))}: {rows} row(s)")
+    return set(cases["index"].tolist()), problems
+
+
+def _describe(check: str) -> str:
+    if check == "not_nullable":
+        return "is empty"
+    if check.startswith("greater_than_or_equal_to"):
+        return "is negative"
+    if check == "finite":
+        return "is not finite"
+    if check.startswith("str_length"):
+        return f"is empty or longer than {MAX_PRODUCT_CODE_LENGTH} characters"
+    return f"fails {check}"

@@ -1,0 +1,63 @@
+import os
+import threading
+
+import pytest
+
+from pipeline.store import KeyExistsError, LocalStore, S3Store, StoreError, open_store
+
+
+def test_open_store_picks_the_backend_from_the_uri(tmp_path):
+    assert isinstance(open_store(str(tmp_path)), LocalStore)
+    s3 = open_store("s3://bucket/some/prefix", s3_client=lambda: object())  # type: ignore
+    assert isinstance(s3, S3Store)
+    assert s3.location("datasets/x.csv") == "s3://bucket/some/prefix/datasets/x.csv"
+    with pytest.raises(StoreError, match="names no bucket"):
+        open_store("s3://")
+    with pytest.raises(StoreError, match="neither"):
+        open_store("gs://bucket")
+
+
+def test_local_store_lists_writes_and_reads_like_a_bucket(store: LocalStore):
+    assert store.list_keys("datasets/") == []
+    store.put_new("datasets/a.csv", b"1")
+    store.put_new("datasets/sub/b.csv", b"2")
+    store.put_new("models/m.json", b"3")
+    assert store.list_keys("datasets/") == ["datasets/a.csv", "datasets/sub/b.csv"]
+    assert store.get_bytes("datasets/sub/b.csv") == b"2"
+
+
+def test_local_store_never_overwrites_and_leaves_no_temporary_files(store: LocalStore):
+    store.put_new("models/m.joblib", b"first")
+    with pytest.raises(KeyExistsError, match="exists already"):
+        store.put_new("models/m.joblib", b"second")
+    assert store.get_bytes("models/m.joblib") == b"first"
+    assert os.listdir(store.root / "models") == ["m.joblib"]
+
+
+def test_concurrent_writers_of_one_key_leave_exactly_one_whole_object(store: LocalStore):
+    outcomes = []
+    barrier = threading.Barrier(8)
+
+    def write(i: int) -> None:
+        barrier.wait()
+        try:
+            store.put_new("models/race.bin", bytes([i]) * 1_000_000)
+            outcomes.append("won")
+        except KeyExistsError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["refused"] * 7 + ["won"]
+    data = store.get_bytes("models/race.bin")
+    assert len(data) == 1_000_000 and len(set(data)) == 1
+
+
+def test_local_store_errors_name_the_location(store: LocalStore):
+    with pytest.raises(StoreError, match=str(store.root / "datasets/none.csv")):
+        store.get_bytes("datasets/none.csv")
+    with pytest.raises(StoreError, match="outside the store"):
+        store.get_bytes("../../etc/passwd")

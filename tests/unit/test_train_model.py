@@ -1,0 +1,92 @@
+import json
+from datetime import datetime
+
+import pandas as pd
+import pytest
+
+from pipeline import train_model
+from pipeline.generate_dataset import generate_tranche
+from pipeline.registry import load_newest_model, metadata_key
+from pipeline.store import LocalStore
+from pipeline.tranche import HOURS, PRODUCT
+from tests.conftest import put_tranche
+
+
+def test_train_publishes_a_model_with_its_metadata_and_logs_each_step(
+    store_with_tranche: LocalStore, caplog: pytest.LogCaptureFixture
+):
+    version = train_model.main(store_with_tranche)
+    metadata = json.loads(store_with_tranche.get_bytes(metadata_key(version)))
+    assert metadata["model_version"] == version
+    assert metadata["metrics"]["r2"] > 0.8 and metadata["metrics"]["mae"] < 1.0
+    assert metadata["dataset"]["key"] == "datasets/time_to_dispatch_2021-07-09T23:00:00.csv"
+    assert len(metadata["dataset"]["sha256"]) == 64
+    assert metadata["dataset"]["rows_used"] == 1000
+    assert metadata["dataset"]["train_rows"] + metadata["dataset"]["test_rows"] == 1000
+    assert metadata["product_codes"] == ["SKU001", "SKU002", "SKU003", "SKU004", "SKU005"]
+    assert set(metadata["library_versions"]) >= {"python", "numpy", "pandas", "joblib"}
+    assert set(metadata["timings_seconds"]) == {"load_and_validate", "fit", "evaluate_and_check"}
+    assert "git_commit" in metadata
+    assert "Starting train-model stage." in caplog.text
+    assert f"Published model {version}" in caplog.text
+
+
+def test_train_uses_the_newest_tranche_by_name(store: LocalStore, tranche: pd.DataFrame):
+    put_tranche(store, tranche, datetime(2021, 7, 16))
+    put_tranche(store, tranche.iloc[:900], datetime(2021, 7, 9))  # written later, dated earlier
+    train_model.main(store)
+    dataset = load_newest_model(store).metadata.dataset
+    assert dataset["key"] == "datasets/time_to_dispatch_2021-07-16T00:00:00.csv"
+    assert dataset["rows_used"] == 1000
+
+
+def test_train_with_no_tranche_says_how_to_get_one(store: LocalStore):
+    with pytest.raises(train_model.TrainingRefused, match="python -m pipeline.generate_dataset"):
+        train_model.main(store)
+
+
+def test_train_refuses_when_r2_is_below_the_error_threshold_and_publishes_nothing(
+    store_with_tranche: LocalStore,
+):
+    with pytest.raises(train_model.TrainingRefused, match="below the error threshold 0.99"):
+        train_model.main(store_with_tranche, r2_error_threshold=0.99)
+    assert store_with_tranche.list_keys("models/") == []
+
+
+def test_train_warns_when_r2_is_below_the_warning_threshold_only(
+    store_with_tranche: LocalStore, caplog: pytest.LogCaptureFixture
+):
+    train_model.main(store_with_tranche, r2_warning_threshold=0.99)
+    assert "below the warning threshold 0.99" in caplog.text
+    train_model.main(store_with_tranche, r2_warning_threshold=0.5)
+    assert caplog.text.count("below the warning threshold") == 1
+
+
+def test_train_refuses_a_model_whose_estimates_fall_with_orders(store: LocalStore):
+    data = generate_tranche(1000, 5, seed=7).data
+    falling = data[PRODUCT] == "SKU003"
+    data.loc[falling, HOURS] = 20 - data.loc[falling, HOURS]
+    put_tranche(store, data)
+    with pytest.raises(train_model.TrainingRefused, match="do not rise .* SKU003"):
+        train_model.main(store)
+    assert store.list_keys("models/") == []
+
+
+def test_train_refuses_a_bad_tranche_naming_its_key_and_each_problem(
+    store: LocalStore, caplog: pytest.LogCaptureFixture
+):
+    key = put_tranche(store, pd.DataFrame({HOURS: [1.0], PRODUCT: ["A"]}))
+    with pytest.raises(train_model.TrainingRefused, match="refused"):
+        train_model.main(store)
+    assert f"tranche {store.location(key)}: missing column(s): orders_placed" in caplog.text
+    assert store.list_keys("models/") == []
+
+
+def test_train_refuses_a_truncated_tranche_after_a_full_one(
+    store_with_tranche: LocalStore, tranche: pd.DataFrame
+):
+    train_model.main(store_with_tranche)
+    put_tranche(store_with_tranche, tranche.iloc[:200], datetime(2021, 7, 16))
+    with pytest.raises(train_model.TrainingRefused):
+        train_model.main(store_with_tranche)
+    assert len(store_with_tranche.list_keys("models/")) == 2  # the first model, untouched
