@@ -7,8 +7,10 @@ Steps:
 3. Answer GET /health (process alive) and GET /ready (model loaded) for Kubernetes probes.
 """
 import argparse
+import signal
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable, Dict
+from types import FrameType
+from typing import Any, AsyncIterator, Callable, Dict, Optional
 
 import uvicorn
 from fastapi import Depends, FastAPI, Request
@@ -103,6 +105,10 @@ def main(store_uri: str, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Load the newest verified model, then serve it until stopped (SIGTERM drains)."""
     log.info("Starting serve-model stage.")
     loaded = load_newest_model(open_store(store_uri))  # fail here, before binding the port
+    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to whatever
+    # handler was there before it: with this one, the process ends normally with exit code 0.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _note_stop_signal)
     uvicorn.run(
         create_app(lambda: loaded),
         host=host,
@@ -110,6 +116,10 @@ def main(store_uri: str, host: str = "127.0.0.1", port: int = 8000) -> None:
         log_config=uvicorn_log_config(),
         timeout_graceful_shutdown=20,
     )
+
+
+def _note_stop_signal(signum: int, frame: Optional[FrameType]) -> None:
+    log.info(f"Stopped by {signal.Signals(signum).name}; in-flight requests were completed")
 
 
 if __name__ == "__main__":
