@@ -14,10 +14,10 @@ NOTEBOOK = REPO / "notebooks" / "time_to_dispatch_exploration.ipynb"
 
 def test_notebook_runs_top_to_bottom_and_its_findings_hold(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
+) -> None:
     generate_dataset.main(LocalStore(tmp_path / "store"), rows=3000, skus=8, seed=3)
     monkeypatch.setenv("TTD_STORE", str(tmp_path / "store"))
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    notebook = nbformat.read(NOTEBOOK, as_version=4)  # type: ignore[no-untyped-call]
     NotebookClient(
         notebook, timeout=300, resources={"metadata": {"path": str(NOTEBOOK.parent)}}
     ).execute()

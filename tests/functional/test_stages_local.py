@@ -9,7 +9,7 @@ from tests.processes import REPO, free_port, run_stage, stage_env, start_service
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - (INFO|WARNING|ERROR) - \w+\.\w+ - ")
 
 
-def test_generate_train_serve_answers_an_estimate_from_the_published_model(tmp_path: Path):
+def test_generate_train_serve_answers_an_estimate_from_the_published_model(tmp_path: Path) -> None:
     store = str(tmp_path / "artifacts")
     generated = run_stage(["-m", "pipeline.generate_dataset", store, "--date", "2021-07-09T23:00"])
     assert generated.returncode == 0, generated.stderr
@@ -36,7 +36,7 @@ def test_generate_train_serve_answers_an_estimate_from_the_published_model(tmp_p
     assert service.returncode == 0, output
 
 
-def test_stages_run_as_bodywork_runs_them_from_the_pipeline_folder(tmp_path: Path):
+def test_stages_run_as_bodywork_runs_them_from_the_pipeline_folder(tmp_path: Path) -> None:
     store = str(tmp_path / "artifacts")
     assert run_stage(["-m", "pipeline.generate_dataset", store]).returncode == 0
     trained = run_stage(["train_model.py", store], cwd=REPO / "pipeline")
@@ -48,7 +48,7 @@ def test_stages_run_as_bodywork_runs_them_from_the_pipeline_folder(tmp_path: Pat
     assert stop_service(service) is not None and service.returncode == 0
 
 
-def test_an_empty_store_fails_each_stage_with_a_message_saying_what_to_do(tmp_path: Path):
+def test_an_empty_store_fails_each_stage_with_a_message_saying_what_to_do(tmp_path: Path) -> None:
     store = str(tmp_path / "empty")
     trained = run_stage(["-m", "pipeline.train_model", store])
     assert trained.returncode == 1
@@ -61,7 +61,7 @@ def test_an_empty_store_fails_each_stage_with_a_message_saying_what_to_do(tmp_pa
     assert "python -m pipeline.train_model" in served.stderr
 
 
-def test_generate_refuses_to_overwrite_a_tranche(tmp_path: Path):
+def test_generate_refuses_to_overwrite_a_tranche(tmp_path: Path) -> None:
     store = str(tmp_path / "artifacts")
     args = ["-m", "pipeline.generate_dataset", store, "--date", "2021-07-09"]
     assert run_stage(args).returncode == 0

@@ -1,3 +1,6 @@
+from pathlib import Path
+from typing import Tuple
+
 import joblib
 import numpy as np
 import pandas as pd
@@ -28,15 +31,15 @@ def mae_ratio_to_best(rows: int, skus: int, seed: int) -> float:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_model_is_within_5_percent_of_the_best_mae_on_1000_rows_of_5_products(seed):
+def test_model_is_within_5_percent_of_the_best_mae_on_1000_rows_of_5_products(seed: int) -> None:
     assert mae_ratio_to_best(1000, 5, seed) < 1.05
 
 
-def test_model_is_within_5_percent_of_the_best_mae_on_100000_rows_of_2000_products():
+def test_model_is_within_5_percent_of_the_best_mae_on_100000_rows_of_2000_products() -> None:
     assert mae_ratio_to_best(100_000, 2000, seed=11) < 1.05
 
 
-def test_fit_recovers_each_products_own_line():
+def test_fit_recovers_each_products_own_line() -> None:
     tranche = generate_tranche(20_000, 4, seed=5)
     model = fit_per_product(tranche.data).model
     truth = tranche.products.set_index(PRODUCT)
@@ -45,7 +48,7 @@ def test_fit_recovers_each_products_own_line():
         assert slope == pytest.approx(truth.loc[code, "hours_per_order"], abs=0.002)
 
 
-def test_products_without_enough_rows_or_spread_are_left_unfitted_not_guessed():
+def test_products_without_enough_rows_or_spread_are_left_unfitted_not_guessed() -> None:
     data = pd.DataFrame(
         {
             HOURS: [1.0, 2.0, 3.0, 5.0, 5.0, 5.0, 9.0, 9.5],
@@ -59,7 +62,7 @@ def test_products_without_enough_rows_or_spread_are_left_unfitted_not_guessed():
     assert fit.model.predict_one("A", 30) == pytest.approx(4.0)
 
 
-def test_every_product_keeps_training_rows_and_most_get_held_out_rows():
+def test_every_product_keeps_training_rows_and_most_get_held_out_rows() -> None:
     data = generate_tranche(1000, 50, seed=3).data
     split = split_by_product(data)
     assert len(split.train) + len(split.test) == len(data)
@@ -68,7 +71,7 @@ def test_every_product_keeps_training_rows_and_most_get_held_out_rows():
     assert 0.15 < len(split.test) / len(data) < 0.25
 
 
-def test_estimates_are_never_negative_and_unknown_products_raise():
+def test_estimates_are_never_negative_and_unknown_products_raise() -> None:
     model = ProductLinearModel(("A",), (-5.0,), (0.1,))
     assert model.predict_one("A", 0) == 0.0
     assert list(model.predict(["A", "A"], np.array([0, 100]))) == [0.0, 5.0]
@@ -76,7 +79,7 @@ def test_estimates_are_never_negative_and_unknown_products_raise():
         model.predict_one("B", 1)
 
 
-def test_artifact_is_plain_data_that_round_trips_without_any_model_library(tmp_path):
+def test_artifact_is_plain_data_that_round_trips_without_any_model_library(tmp_path: Path) -> None:
     model = fit_per_product(generate_tranche(500, 3, seed=1).data).model
     path = tmp_path / "model.joblib"
     path.write_bytes(serialise_model(model))
@@ -85,12 +88,12 @@ def test_artifact_is_plain_data_that_round_trips_without_any_model_library(tmp_p
     assert ProductLinearModel.from_artifact(artifact) == model
 
 
-def test_loading_an_artifact_of_another_format_says_which_format_it_is():
+def test_loading_an_artifact_of_another_format_says_which_format_it_is() -> None:
     with pytest.raises(ValueError, match="'something-else/2'"):
         ProductLinearModel.from_artifact({"format": "something-else/2"})
 
 
-def test_evaluate_reports_r2_and_mae_on_rows_of_known_products():
+def test_evaluate_reports_r2_and_mae_on_rows_of_known_products() -> None:
     model = ProductLinearModel(("A",), (1.0,), (1.0,))
     test = pd.DataFrame({HOURS: [2.0, 4.0, 9.0], ORDERS: [1, 2, 3], PRODUCT: ["A", "A", "Z"]})
     metrics = evaluate(model, test)
@@ -107,13 +110,15 @@ def test_evaluate_reports_r2_and_mae_on_rows_of_known_products():
         ((2.0, 2.0), (0.05, 5.0), "exceed"),
     ],
 )
-def test_logic_checks_reject_a_model_that_behaves_absurdly(intercepts, slopes, complaint):
+def test_logic_checks_reject_a_model_that_behaves_absurdly(
+    intercepts: Tuple[float, float], slopes: Tuple[float, float], complaint: str
+) -> None:
     data = generate_tranche(200, 2, seed=1).data.replace({"SKU001": "A", "SKU002": "B"})
     model = ProductLinearModel(("A", "B"), intercepts, slopes)
     problems = check_model_logic(model, data)
     assert len(problems) == 1 and complaint in problems[0]
 
 
-def test_logic_checks_pass_a_model_fitted_to_well_behaved_data():
+def test_logic_checks_pass_a_model_fitted_to_well_behaved_data() -> None:
     data = generate_tranche(1000, 5, seed=1).data
     assert check_model_logic(fit_per_product(data).model, data) == []

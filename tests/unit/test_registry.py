@@ -15,7 +15,7 @@ from pipeline.registry import (
 from pipeline.store import LocalStore
 
 
-def test_versions_sort_by_creation_time_and_never_collide():
+def test_versions_sort_by_creation_time_and_never_collide() -> None:
     early = new_model_version(datetime(2021, 7, 9, 23, tzinfo=timezone.utc))
     late = new_model_version(datetime(2021, 7, 10, 0, tzinfo=timezone.utc))
     assert early < late
@@ -23,14 +23,14 @@ def test_versions_sort_by_creation_time_and_never_collide():
     assert len({new_model_version(same) for _ in range(200)}) == 200
 
 
-def test_newest_published_model_is_loaded(store_with_tranche: LocalStore):
+def test_newest_published_model_is_loaded(store_with_tranche: LocalStore) -> None:
     first = train_model.main(store_with_tranche)
     second = train_model.main(store_with_tranche)
     assert published_versions(store_with_tranche) == [second, first]
     assert load_newest_model(store_with_tranche).metadata.model_version == second
 
 
-def test_an_artifact_without_metadata_is_not_yet_published(store_with_tranche: LocalStore):
+def test_an_artifact_without_metadata_is_not_yet_published(store_with_tranche: LocalStore) -> None:
     version = train_model.main(store_with_tranche)
     store_with_tranche.put_new(artifact_key("99990101T000000000000Z-aaaaaa"), b"half-way")
     assert load_newest_model(store_with_tranche).metadata.model_version == version
@@ -38,7 +38,7 @@ def test_an_artifact_without_metadata_is_not_yet_published(store_with_tranche: L
 
 def test_a_tampered_artifact_is_skipped_and_the_previous_model_served(
     store_with_tranche: LocalStore, caplog: pytest.LogCaptureFixture
-):
+) -> None:
     good = train_model.main(store_with_tranche)
     bad = train_model.main(store_with_tranche)
     path = store_with_tranche.root / artifact_key(bad)
@@ -48,7 +48,7 @@ def test_a_tampered_artifact_is_skipped_and_the_previous_model_served(
     assert "SHA-256 differs" in caplog.text
 
 
-def test_no_model_that_verifies_is_an_error_that_says_so(store_with_tranche: LocalStore):
+def test_no_model_that_verifies_is_an_error_that_says_so(store_with_tranche: LocalStore) -> None:
     with pytest.raises(ModelVerificationError, match="no published model .* run `python -m"):
         load_newest_model(store_with_tranche)
     version = train_model.main(store_with_tranche)
@@ -62,7 +62,7 @@ def test_no_model_that_verifies_is_an_error_that_says_so(store_with_tranche: Loc
 
 def test_metadata_that_is_not_metadata_is_refused(
     store_with_tranche: LocalStore, caplog: pytest.LogCaptureFixture
-):
+) -> None:
     version = train_model.main(store_with_tranche)
     (store_with_tranche.root / metadata_key(version)).write_text("{not json")
     with pytest.raises(ModelVerificationError, match="none of the 1 model"):

@@ -1,4 +1,4 @@
-from typing import Iterator
+from typing import Any, Dict, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,7 +18,7 @@ def client(store_with_tranche: LocalStore) -> Iterator[TestClient]:
 
 def test_estimate_comes_from_the_loaded_model_with_its_version(
     client: TestClient, store_with_tranche: LocalStore
-):
+) -> None:
     loaded = load_newest_model(store_with_tranche)
     response = client.post(API_PATH, json={"product_code": "SKU001", "orders_placed": 112})
     assert response.status_code == 200
@@ -45,18 +45,20 @@ def test_estimate_comes_from_the_loaded_model_with_its_version(
         ({"product_code": "SKU001", "orders_placed": 3, "colour": "red"}, "colour"),
     ],
 )
-def test_invalid_requests_get_a_422_naming_the_field(client: TestClient, body, field):
+def test_invalid_requests_get_a_422_naming_the_field(
+    client: TestClient, body: Dict[str, Any], field: str
+) -> None:
     response = client.post(API_PATH, json=body)
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", field]
 
 
-def test_unknown_product_is_named_in_the_message(client: TestClient):
+def test_unknown_product_is_named_in_the_message(client: TestClient) -> None:
     response = client.post(API_PATH, json={"product_code": "SKU999", "orders_placed": 1})
     assert "unknown product code 'SKU999'" in response.json()["detail"][0]["msg"]
 
 
-def test_health_ready_and_docs_answer(client: TestClient, store_with_tranche: LocalStore):
+def test_health_ready_and_docs_answer(client: TestClient, store_with_tranche: LocalStore) -> None:
     assert client.get("/health").json() == {"status": "ok"}
     version = load_newest_model(store_with_tranche).metadata.model_version
     assert client.get("/ready").json() == {"status": "ready", "model_version": version}

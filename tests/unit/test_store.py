@@ -1,12 +1,13 @@
 import os
 import threading
+from pathlib import Path
 
 import pytest
 
 from pipeline.store import KeyExistsError, LocalStore, S3Store, StoreError, open_store
 
 
-def test_open_store_picks_the_backend_from_the_uri(tmp_path):
+def test_open_store_picks_the_backend_from_the_uri(tmp_path: Path) -> None:
     assert isinstance(open_store(str(tmp_path)), LocalStore)
     s3 = open_store("s3://bucket/some/prefix", s3_client=lambda: object())  # type: ignore
     assert isinstance(s3, S3Store)
@@ -17,7 +18,7 @@ def test_open_store_picks_the_backend_from_the_uri(tmp_path):
         open_store("gs://bucket")
 
 
-def test_local_store_lists_writes_and_reads_like_a_bucket(store: LocalStore):
+def test_local_store_lists_writes_and_reads_like_a_bucket(store: LocalStore) -> None:
     assert store.list_keys("datasets/") == []
     store.put_new("datasets/a.csv", b"1")
     store.put_new("datasets/sub/b.csv", b"2")
@@ -26,7 +27,7 @@ def test_local_store_lists_writes_and_reads_like_a_bucket(store: LocalStore):
     assert store.get_bytes("datasets/sub/b.csv") == b"2"
 
 
-def test_local_store_never_overwrites_and_leaves_no_temporary_files(store: LocalStore):
+def test_local_store_never_overwrites_and_leaves_no_temporary_files(store: LocalStore) -> None:
     store.put_new("models/m.joblib", b"first")
     with pytest.raises(KeyExistsError, match="exists already"):
         store.put_new("models/m.joblib", b"second")
@@ -34,7 +35,7 @@ def test_local_store_never_overwrites_and_leaves_no_temporary_files(store: Local
     assert os.listdir(store.root / "models") == ["m.joblib"]
 
 
-def test_concurrent_writers_of_one_key_leave_exactly_one_whole_object(store: LocalStore):
+def test_concurrent_writers_of_one_key_leave_exactly_one_whole_object(store: LocalStore) -> None:
     outcomes = []
     barrier = threading.Barrier(8)
 
@@ -56,7 +57,7 @@ def test_concurrent_writers_of_one_key_leave_exactly_one_whole_object(store: Loc
     assert len(data) == 1_000_000 and len(set(data)) == 1
 
 
-def test_local_store_errors_name_the_location(store: LocalStore):
+def test_local_store_errors_name_the_location(store: LocalStore) -> None:
     with pytest.raises(StoreError, match=str(store.root / "datasets/none.csv")):
         store.get_bytes("datasets/none.csv")
     with pytest.raises(StoreError, match="outside the store"):

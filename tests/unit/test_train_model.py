@@ -14,7 +14,7 @@ from tests.conftest import put_tranche
 
 def test_train_publishes_a_model_with_its_metadata_and_logs_each_step(
     store_with_tranche: LocalStore, caplog: pytest.LogCaptureFixture
-):
+) -> None:
     version = train_model.main(store_with_tranche)
     metadata = json.loads(store_with_tranche.get_bytes(metadata_key(version)))
     assert metadata["model_version"] == version
@@ -31,7 +31,7 @@ def test_train_publishes_a_model_with_its_metadata_and_logs_each_step(
     assert f"Published model {version}" in caplog.text
 
 
-def test_train_uses_the_newest_tranche_by_name(store: LocalStore, tranche: pd.DataFrame):
+def test_train_uses_the_newest_tranche_by_name(store: LocalStore, tranche: pd.DataFrame) -> None:
     put_tranche(store, tranche, datetime(2021, 7, 16))
     put_tranche(store, tranche.iloc[:900], datetime(2021, 7, 9))  # written later, dated earlier
     train_model.main(store)
@@ -40,14 +40,14 @@ def test_train_uses_the_newest_tranche_by_name(store: LocalStore, tranche: pd.Da
     assert dataset["rows_used"] == 1000
 
 
-def test_train_with_no_tranche_says_how_to_get_one(store: LocalStore):
+def test_train_with_no_tranche_says_how_to_get_one(store: LocalStore) -> None:
     with pytest.raises(train_model.TrainingRefused, match="python -m pipeline.generate_dataset"):
         train_model.main(store)
 
 
 def test_train_refuses_when_r2_is_below_the_error_threshold_and_publishes_nothing(
     store_with_tranche: LocalStore,
-):
+) -> None:
     with pytest.raises(train_model.TrainingRefused, match="below the error threshold 0.99"):
         train_model.main(store_with_tranche, r2_error_threshold=0.99)
     assert store_with_tranche.list_keys("models/") == []
@@ -55,14 +55,14 @@ def test_train_refuses_when_r2_is_below_the_error_threshold_and_publishes_nothin
 
 def test_train_warns_when_r2_is_below_the_warning_threshold_only(
     store_with_tranche: LocalStore, caplog: pytest.LogCaptureFixture
-):
+) -> None:
     train_model.main(store_with_tranche, r2_warning_threshold=0.99)
     assert "below the warning threshold 0.99" in caplog.text
     train_model.main(store_with_tranche, r2_warning_threshold=0.5)
     assert caplog.text.count("below the warning threshold") == 1
 
 
-def test_train_refuses_a_model_whose_estimates_fall_with_orders(store: LocalStore):
+def test_train_refuses_a_model_whose_estimates_fall_with_orders(store: LocalStore) -> None:
     data = generate_tranche(1000, 5, seed=7).data
     falling = data[PRODUCT] == "SKU003"
     data.loc[falling, HOURS] = 20 - data.loc[falling, HOURS]
@@ -74,7 +74,7 @@ def test_train_refuses_a_model_whose_estimates_fall_with_orders(store: LocalStor
 
 def test_train_refuses_a_bad_tranche_naming_its_key_and_each_problem(
     store: LocalStore, caplog: pytest.LogCaptureFixture
-):
+) -> None:
     key = put_tranche(store, pd.DataFrame({HOURS: [1.0], PRODUCT: ["A"]}))
     with pytest.raises(train_model.TrainingRefused, match="refused"):
         train_model.main(store)
@@ -84,7 +84,7 @@ def test_train_refuses_a_bad_tranche_naming_its_key_and_each_problem(
 
 def test_train_refuses_a_truncated_tranche_after_a_full_one(
     store_with_tranche: LocalStore, tranche: pd.DataFrame
-):
+) -> None:
     train_model.main(store_with_tranche)
     put_tranche(store_with_tranche, tranche.iloc[:200], datetime(2021, 7, 16))
     with pytest.raises(train_model.TrainingRefused):

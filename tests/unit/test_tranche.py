@@ -1,4 +1,5 @@
 from datetime import datetime
+from typing import Optional
 
 import pytest
 
@@ -17,11 +18,13 @@ from pipeline.tranche import dated_tranche_keys, timestamp_in_key, tranche_key
         ("datasets/time_to_dispatch_2021-13-45.csv", None),
     ],
 )
-def test_timestamp_in_key_reads_every_form_the_data_team_has_used(key, expected):
+def test_timestamp_in_key_reads_every_form_the_data_team_has_used(
+    key: str, expected: Optional[datetime]
+) -> None:
     assert timestamp_in_key(key) == expected
 
 
-def test_newest_tranche_is_chosen_by_the_date_in_its_name_whatever_the_listing_order():
+def test_newest_tranche_is_chosen_by_the_date_in_its_name_whatever_the_listing_order() -> None:
     keys = [
         "datasets/time_to_dispatch_2021-07-09T23:00:00.csv",
         "datasets/time_to_dispatch_2021-07-16.csv",
@@ -38,7 +41,7 @@ def test_newest_tranche_is_chosen_by_the_date_in_its_name_whatever_the_listing_o
     ]
 
 
-def test_tranche_key_round_trips_through_timestamp_in_key():
+def test_tranche_key_round_trips_through_timestamp_in_key() -> None:
     when = datetime(2021, 7, 9, 23, 0, 0)
     assert tranche_key(when) == "datasets/time_to_dispatch_2021-07-09T23:00:00.csv"
     assert timestamp_in_key(tranche_key(when)) == when
