@@ -25,7 +25,7 @@ help:
 	@echo "make run   - install, add a sample tranche if the store is empty, train, serve on :$(PORT)"
 	@echo "make test  - every test and static check (tox: py39 and py311)"
 
-$(VENV)/.installed: requirements_pipe.txt requirements_cicd.txt notebooks/requirements_nb.txt
+$(VENV)/.installed: requirements_pipe.txt requirements_cicd.txt requirements_test.txt
 	test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
 	$(VENV_PY) -m pip install --quiet --upgrade pip
 	$(VENV_PY) -m pip install --quiet -r requirements_pipe.txt -r requirements_cicd.txt
