@@ -1,4 +1,6 @@
 """The HTTP contract agreed with the platform team: request and response bodies."""
+from typing import Any, Dict, List, Union
+
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from typing_extensions import Annotated
 
@@ -33,6 +35,27 @@ class DispatchEstimate(BaseModel):
 
     est_hours_to_dispatch: float = Field(description="Estimated hours until dispatch.")
     model_version: str = Field(description="Version of the published model that answered.")
+
+
+class ErrorDetail(BaseModel):
+    loc: List[Union[str, int]] = Field(description="Where: e.g. [\"body\", \"product_code\"].")
+    msg: str = Field(description="What is wrong, for a person.")
+    type: str = Field(description="What is wrong, for a program.")
+
+
+class ErrorResponse(BaseModel):
+    """Why a request was refused: one entry per problem."""
+
+    detail: List[ErrorDetail]
+
+
+ERROR_RESPONSES: Dict[Union[int, str], Dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Body unreadable (e.g. not UTF-8)"},
+    413: {"model": ErrorResponse, "description": "Body larger than any request needs"},
+    415: {"model": ErrorResponse, "description": "Body not declared as application/json"},
+    422: {"model": ErrorResponse, "description": "A field is missing, of the wrong type, "
+          "out of range, or an unknown product"},
+}
 
 
 class Readiness(BaseModel):

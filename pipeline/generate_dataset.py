@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.cli import add_store_argument, exit_on_failure
+from pipeline.settings import Settings
 from pipeline.logs import configure_logger
 from pipeline.store import Store, open_store
 from pipeline.tranche import (
@@ -124,7 +125,8 @@ def _positive(text: str) -> int:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_store_argument(parser)
+    settings = Settings()
+    add_store_argument(parser, settings)
     parser.add_argument("--rows", type=_positive, default=1000)
     parser.add_argument("--skus", type=_positive, default=5)
     parser.add_argument("--date", type=_parse_when, default=None, help="tranche date (ISO)")
@@ -133,5 +135,5 @@ if __name__ == "__main__":
         "--if-empty", action="store_true", help="do nothing if the store holds a tranche"
     )
     args = parser.parse_args()
-    with exit_on_failure(log):
+    with exit_on_failure(log, settings):
         main(open_store(args.store), args.rows, args.skus, args.date, args.seed, args.if_empty)

@@ -3,11 +3,15 @@
 A model is two objects under models/: the joblib artifact, then its JSON metadata. The
 metadata is written last and carries the artifact's SHA-256, so a model becomes visible only
 once it is whole, and an artifact is loaded only if its bytes are the ones that were
-published. Keys carry the creation time and a random suffix: never overwritten, and two
+published. With a signing key, the metadata also carries an HMAC-SHA256 signature, so that
+only models written by a holder of the key are ever loaded (joblib runs code when it loads).
+Keys carry the creation time and a random suffix: never overwritten, and two
 training runs at once never collide.
 """
 import hashlib
+import hmac
 import io
+import json
 import secrets
 from datetime import datetime, timezone
 from typing import Any, Dict, List, NamedTuple, Optional
@@ -42,6 +46,7 @@ class ModelMetadata(BaseModel):
     metrics: Dict[str, float]
     dataset: Dict[str, Any]
     product_codes: List[str]
+    signature: Optional[str] = None
 
 
 class LoadedModel(NamedTuple):
@@ -73,8 +78,28 @@ def serialise_model(model: ProductLinearModel) -> bytes:
     return buffer.getvalue()
 
 
-def publish_model(store: Store, version: str, artifact: bytes, metadata: ModelMetadata) -> str:
+def metadata_signature(metadata: ModelMetadata, key: bytes) -> str:
+    """Return the HMAC-SHA256 of the metadata's canonical JSON, signature field excluded."""
+    canonical = json.dumps(
+        metadata.model_dump(mode="json", exclude={"signature"}),
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hmac.new(key, canonical.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def publish_model(
+    store: Store,
+    version: str,
+    artifact: bytes,
+    metadata: ModelMetadata,
+    signing_key: Optional[bytes] = None,
+) -> str:
     """Write the artifact, then the metadata that makes it visible; return the metadata key."""
+    if signing_key is not None:
+        metadata = metadata.model_copy(
+            update={"signature": metadata_signature(metadata, signing_key)}
+        )
     store.put_new(metadata.artifact_key, artifact)
     key = metadata_key(version)
     store.put_new(key, metadata.model_dump_json(indent=2).encode("utf-8"))
@@ -92,12 +117,13 @@ def published_versions(store: Store) -> List[str]:
     return sorted(versions, reverse=True)
 
 
-def load_model(store: Store, version: str) -> LoadedModel:
+def load_model(store: Store, version: str, signing_key: Optional[bytes] = None) -> LoadedModel:
     """Read, verify and load one published model.
 
     Raises:
-        ModelVerificationError: the metadata is unreadable, or the artifact is missing, not
-            the bytes the metadata names, or not a model this code can read.
+        ModelVerificationError: the metadata is unreadable or (with a signing key) unsigned
+            or badly signed, or the artifact is missing, not the bytes the metadata names, or
+            not a model this code can read.
         StoreError: the store itself failed.
     """
     location = store.location(metadata_key(version))
@@ -110,6 +136,16 @@ def load_model(store: Store, version: str) -> LoadedModel:
         raise ModelVerificationError(f"{location}: metadata is not valid: {errors}") from exc
     if metadata.model_version != version or metadata.artifact_key != artifact_key(version):
         raise ModelVerificationError(f"{location}: metadata names another model")
+    if signing_key is not None:
+        if not metadata.signature:
+            raise ModelVerificationError(
+                f"{location}: unsigned, and TTD_SIGNING_KEY is set: refusing to load it"
+            )
+        expected = metadata_signature(metadata, signing_key)
+        if not hmac.compare_digest(metadata.signature, expected):
+            raise ModelVerificationError(
+                f"{location}: signature does not match TTD_SIGNING_KEY: refusing to load it"
+            )
     try:
         artifact = store.get_bytes(metadata.artifact_key)
     except StoreError as exc:
@@ -128,7 +164,7 @@ def load_model(store: Store, version: str) -> LoadedModel:
     return LoadedModel(model, metadata)
 
 
-def load_newest_model(store: Store) -> LoadedModel:
+def load_newest_model(store: Store, signing_key: Optional[bytes] = None) -> LoadedModel:
     """Load the newest published model that verifies, skipping (and logging) any that don't."""
     versions = published_versions(store)
     if not versions:
@@ -138,7 +174,7 @@ def load_newest_model(store: Store) -> LoadedModel:
         )
     for version in versions:
         try:
-            return load_model(store, version)
+            return load_model(store, version, signing_key)
         except ModelVerificationError as exc:
             log.warning(f"skipping model {version}: {exc}")
     raise ModelVerificationError(

@@ -15,10 +15,14 @@ from typing import Any, AsyncIterator, Callable, Dict, Optional
 import uvicorn
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from typing_extensions import Annotated
 
-from pipeline.api_schema import DispatchEstimate, DispatchRequest, Readiness
+from pipeline.api_schema import ERROR_RESPONSES, DispatchEstimate, DispatchRequest, Readiness
+from pipeline.http_guards import MAX_BODY_BYTES, RequestGuard
 from pipeline.cli import add_store_argument, exit_on_failure
+from pipeline.settings import Settings
 from pipeline.logs import LOG_FORMAT, configure_logger
 from pipeline.registry import LoadedModel, load_newest_model
 from pipeline.store import open_store
@@ -43,14 +47,19 @@ def create_app(load_model: Callable[[], LoadedModel]) -> FastAPI:
         version="0.1",
         lifespan=lifespan,
     )
+    app.add_middleware(RequestGuard, paths=(API_PATH,), max_bytes=MAX_BODY_BYTES)
+    app.add_exception_handler(RequestValidationError, validation_error_response)
+    app.add_exception_handler(StarletteHTTPException, http_error_response)
 
     def loaded_model(request: Request) -> LoadedModel:
-        loaded: LoadedModel = request.app.state.loaded
+        loaded: Optional[LoadedModel] = getattr(request.app.state, "loaded", None)
+        if loaded is None:
+            raise StarletteHTTPException(503, "no model loaded yet")
         return loaded
 
     ModelDep = Annotated[LoadedModel, Depends(loaded_model)]
 
-    @app.post(API_PATH, response_model=DispatchEstimate)
+    @app.post(API_PATH, response_model=DispatchEstimate, responses=ERROR_RESPONSES)
     def time_to_dispatch(body: DispatchRequest, loaded: ModelDep) -> DispatchEstimate:
         """Estimate the hours until an order of this product is dispatched."""
         if not loaded.model.knows(body.product_code):
@@ -84,6 +93,39 @@ def create_app(load_model: Callable[[], LoadedModel]) -> FastAPI:
     return app
 
 
+async def validation_error_response(request: Request, exc: Exception) -> JSONResponse:
+    """Say which field is wrong and why, without echoing the input back.
+
+    FastAPI's default echoes the input, which fails to render for NaN or a lone surrogate
+    (a 500) and would send a megabyte product code back to its sender.
+    """
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [
+        {
+            "loc": list(error.get("loc", ("body",))),
+            "msg": "request body is not valid JSON"
+            if error.get("type") == "json_invalid"
+            else str(error.get("msg", "invalid")),
+            "type": str(error.get("type", "invalid")),
+        }
+        for error in errors
+    ]
+    return JSONResponse(status_code=422, content={"detail": detail})
+
+
+async def http_error_response(request: Request, exc: Exception) -> JSONResponse:
+    """Give every other refusal (400, 404, 405) the same shape as a 422."""
+    status = exc.status_code if isinstance(exc, StarletteHTTPException) else 500
+    message = str(exc.detail) if isinstance(exc, StarletteHTTPException) else "error"
+    if status == 400:
+        message = "request body is not readable: send UTF-8 JSON"
+    return JSONResponse(
+        status_code=status,
+        content={"detail": [{"loc": ["request"], "msg": message, "type": f"http_{status}"}]},
+        headers=getattr(exc, "headers", None),
+    )
+
+
 def uvicorn_log_config() -> Dict[str, Any]:
     """Make uvicorn's own lines (start-up, access) look like the pipeline's."""
     config: Dict[str, Any] = {
@@ -101,10 +143,16 @@ def uvicorn_log_config() -> Dict[str, Any]:
     return config
 
 
-def main(store_uri: str, host: str = "127.0.0.1", port: int = 8000) -> None:
+def main(
+    store_uri: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    signing_key: Optional[bytes] = None,
+) -> None:
     """Load the newest verified model, then serve it until stopped (SIGTERM drains)."""
     log.info("Starting serve-model stage.")
-    loaded = load_newest_model(open_store(store_uri))  # fail here, before binding the port
+    # Fail here, before binding the port, so a missing model is one clear line and exit 1.
+    loaded = load_newest_model(open_store(store_uri), signing_key)
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to whatever
     # handler was there before it: with this one, the process ends normally with exit code 0.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
@@ -124,9 +172,10 @@ def _note_stop_signal(signum: int, frame: Optional[FrameType]) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_store_argument(parser)
+    settings = Settings()
+    add_store_argument(parser, settings)
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 inside a container")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    with exit_on_failure(log):
-        main(args.store, args.host, args.port)
+    with exit_on_failure(log, settings):
+        main(args.store, args.host, args.port, settings.signing_key_bytes())

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.cli import add_store_argument, exit_on_failure
+from pipeline.settings import Settings
 from pipeline.logs import configure_logger
 from pipeline.model import (
     ARTIFACT_FORMAT,
@@ -90,10 +91,10 @@ def library_versions() -> Dict[str, str]:
     }
 
 
-def _previous_rows(store: Store) -> Optional[int]:
+def _previous_rows(store: Store, signing_key: Optional[bytes]) -> Optional[int]:
     """Return how many rows the current model was trained on, if there is one."""
     try:
-        rows = load_newest_model(store).metadata.dataset.get("rows_used")
+        rows = load_newest_model(store, signing_key).metadata.dataset.get("rows_used")
     except ModelVerificationError:
         return None
     return int(rows) if rows else None
@@ -103,6 +104,7 @@ def main(
     store: Store,
     r2_error_threshold: float = R2_ERROR_THRESHOLD,
     r2_warning_threshold: float = R2_WARNING_THRESHOLD,
+    signing_key: Optional[bytes] = None,
 ) -> str:
     """Run the stage; return the published model's version. TrainingRefused if refused."""
     log.info("Starting train-model stage.")
@@ -111,7 +113,7 @@ def main(
     raw = store.get_bytes(key)
     log.info(f"Retrieved tranche {store.location(key)} ({len(raw)} bytes)")
     try:
-        report = validate_tranche(read_tranche(raw), _previous_rows(store))
+        report = validate_tranche(read_tranche(raw), _previous_rows(store, signing_key))
     except ValueError as exc:
         raise TrainingRefused(f"tranche {store.location(key)} refused: {exc}") from exc
     for warning in report.warnings:
@@ -177,8 +179,9 @@ def main(
             "evaluate_and_check": round(evaluated - fitted, 4),
         },
     )
-    metadata_location = publish_model(store, version, artifact, metadata)
-    log.info(f"Published model {version} to {store.location(metadata_location)}")
+    metadata_location = publish_model(store, version, artifact, metadata, signing_key)
+    signed = "signed" if signing_key else "unsigned (no TTD_SIGNING_KEY)"
+    log.info(f"Published model {version} to {store.location(metadata_location)}, {signed}")
     return version
 
 
@@ -191,9 +194,15 @@ def _fraction(text: str) -> float:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_store_argument(parser)
+    settings = Settings()
+    add_store_argument(parser, settings)
     parser.add_argument("--r2-error-threshold", type=_fraction, default=R2_ERROR_THRESHOLD)
     parser.add_argument("--r2-warning-threshold", type=_fraction, default=R2_WARNING_THRESHOLD)
     args = parser.parse_args()
-    with exit_on_failure(log):
-        main(open_store(args.store), args.r2_error_threshold, args.r2_warning_threshold)
+    with exit_on_failure(log, settings):
+        main(
+            open_store(args.store),
+            args.r2_error_threshold,
+            args.r2_warning_threshold,
+            settings.signing_key_bytes(),
+        )

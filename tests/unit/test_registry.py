@@ -4,6 +4,7 @@ from datetime import datetime, timezone
 import pytest
 
 from pipeline import train_model
+from pipeline.model import ProductLinearModel
 from pipeline.registry import (
     ModelVerificationError,
     artifact_key,
@@ -11,6 +12,8 @@ from pipeline.registry import (
     metadata_key,
     new_model_version,
     published_versions,
+    serialise_model,
+    sha256,
 )
 from pipeline.store import LocalStore
 
@@ -68,3 +71,43 @@ def test_metadata_that_is_not_metadata_is_refused(
     with pytest.raises(ModelVerificationError, match="none of the 1 model"):
         load_newest_model(store_with_tranche)
     assert "metadata is not valid: document: Invalid JSON" in caplog.text
+
+
+KEY = b"weekly-signing-key"
+
+
+def _forge(store: LocalStore, version: str) -> None:
+    """Replace a model's artifact and fix up its SHA-256, as an attacker with write access."""
+    forged = serialise_model(ProductLinearModel(("SKU001",), (0.0,), (100.0,)))
+    (store.root / artifact_key(version)).write_bytes(forged)
+    path = store.root / metadata_key(version)
+    metadata = json.loads(path.read_text())
+    metadata["artifact_sha256"] = sha256(forged)
+    path.write_text(json.dumps(metadata))
+
+
+def test_with_a_signing_key_a_forged_model_is_refused_and_the_signed_one_served(
+    store_with_tranche: LocalStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = train_model.main(store_with_tranche, signing_key=KEY)
+    forged = train_model.main(store_with_tranche, signing_key=KEY)
+    _forge(store_with_tranche, forged)
+    assert load_newest_model(store_with_tranche, KEY).metadata.model_version == good
+    assert "signature does not match TTD_SIGNING_KEY" in caplog.text
+    # Without a key only the hash protects, and a forger who rewrites it gets through:
+    # which is why production sets TTD_SIGNING_KEY.
+    assert load_newest_model(store_with_tranche).metadata.model_version == forged
+
+
+def test_with_a_signing_key_unsigned_models_and_other_keys_are_refused(
+    store_with_tranche: LocalStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    train_model.main(store_with_tranche)
+    with pytest.raises(ModelVerificationError, match="none of the 1"):
+        load_newest_model(store_with_tranche, KEY)
+    assert "unsigned, and TTD_SIGNING_KEY is set" in caplog.text
+    train_model.main(store_with_tranche, signing_key=b"another key")
+    with pytest.raises(ModelVerificationError, match="none of the 2"):
+        load_newest_model(store_with_tranche, KEY)
+    signed = train_model.main(store_with_tranche, signing_key=KEY)
+    assert load_newest_model(store_with_tranche, KEY).metadata.model_version == signed

@@ -1,0 +1,73 @@
+"""Refuse requests that no client of this API sends, before any parsing happens.
+
+Pure ASGI middleware: a body larger than a request needs gets 413 as soon as its size is
+known (from Content-Length, or while it streams), and a body that is not declared JSON gets
+415, so nothing large or foreign ever reaches the JSON parser.
+"""
+import json
+from typing import Any, Awaitable, Callable, Dict, MutableMapping
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+MAX_BODY_BYTES = 4096  # a request is under 200 bytes; 4 KiB leaves room for whitespace
+
+
+async def _send_error(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"detail": [{"loc": ["body"], "msg": message, "type": "request"}]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body.encode()})
+
+
+class RequestGuard:
+    """Check the size and declared type of request bodies on the given paths."""
+
+    def __init__(self, app: ASGIApp, paths: "tuple[str, ...]", max_bytes: int) -> None:
+        self.app = app
+        self.paths = paths
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        headers: Dict[bytes, bytes] = dict(scope.get("headers", []))
+        media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if scope["method"] == "POST" and media_type != b"application/json":
+            await _send_error(send, 415, "send the body as JSON (Content-Type: application/json)")
+            return
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _send_error(send, 413, f"request body over {self.max_bytes} bytes")
+            return
+
+        received = 0
+        responded = False
+
+        async def counted_receive() -> Message:
+            nonlocal received, responded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes and not responded:
+                    # Answer now and tell the app the client left: whatever it does next
+                    # (FastAPI turns a broken body into a 400) is dropped by guarded_send.
+                    await _send_error(send, 413, f"request body over {self.max_bytes} bytes")
+                    responded = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not responded:
+                await send(message)
+
+        await self.app(scope, counted_receive, guarded_send)

@@ -1,0 +1,24 @@
+"""Settings that come from the environment: secrets and per-deployment values, in one place."""
+from typing import Optional
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.store import DEFAULT_STORE
+
+
+class Settings(BaseSettings):
+    """Read from TTD_* environment variables (AWS settings stay boto3's own)."""
+
+    model_config = SettingsConfigDict(env_prefix="TTD_")
+
+    store: str = DEFAULT_STORE
+    # When set, training signs each model's metadata with HMAC-SHA256, and serving refuses
+    # any model that is unsigned or whose signature does not match.
+    signing_key: Optional[SecretStr] = None
+    debug: bool = False
+
+    def signing_key_bytes(self) -> Optional[bytes]:
+        if self.signing_key is None or not self.signing_key.get_secret_value():
+            return None
+        return self.signing_key.get_secret_value().encode("utf-8")
