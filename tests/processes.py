@@ -4,6 +4,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -42,44 +43,67 @@ def run_stage(
     )
 
 
+class Service:
+    """A service process whose output goes to a file: a pipe nobody reads would fill up
+    under load and stall the server."""
+
+    def __init__(self, args: List[str], env: Dict[str, str], cwd: Path) -> None:
+        self.log = tempfile.TemporaryFile("w+")
+        self.process = subprocess.Popen(
+            [sys.executable, *args], cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def returncode(self) -> Optional[int]:
+        return self.process.returncode
+
+    def poll(self) -> Optional[int]:
+        return self.process.poll()
+
+    def send_signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+
 def start_service(
     args: List[str],
     port: int,
     env: Optional[Dict[str, str]] = None,
     cwd: Optional[Path] = None,
     timeout: float = 60.0,
-) -> "subprocess.Popen[str]":
+) -> Service:
     """Start the serving stage and return once /ready answers 200 (or raise with its log)."""
-    process = subprocess.Popen(
-        [sys.executable, *args],
-        cwd=cwd or REPO,
-        env=env or stage_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    service = Service(args, env or stage_env(), cwd or REPO)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output, _ = process.communicate()
-            raise RuntimeError(f"service exited {process.returncode}:\n{output}")
+        if service.poll() is not None:
+            raise RuntimeError(f"service exited {service.returncode}:\n{service.output()}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
-                return process
+                return service
         except httpx.TransportError:
             pass
         time.sleep(0.1)  # polling interval, not a wait for an outcome
-    stop_service(process)
+    stop_service(service)
     raise RuntimeError(f"service not ready on port {port} within {timeout}s")
 
 
-def stop_service(process: "subprocess.Popen[str]", timeout: float = 30.0) -> str:
+def stop_service(service: Service, timeout: float = 30.0) -> str:
     """Send SIGTERM as Kubernetes does, wait for the exit, and return the output."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+    if service.poll() is None:
+        service.send_signal(signal.SIGTERM)
     try:
-        output, _ = process.communicate(timeout=timeout)
+        service.process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-    return output or ""
+        service.process.kill()
+        service.process.wait()
+    output = service.output()
+    service.log.close()
+    return output
