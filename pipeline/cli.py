@@ -5,8 +5,7 @@ import sys
 from contextlib import contextmanager
 from typing import Iterator
 
-from pipeline.settings import Settings
-from pipeline.store import DEFAULT_STORE
+from pipeline.settings import DEFAULT_STORE, Settings
 
 
 def add_store_argument(parser: argparse.ArgumentParser, settings: Settings) -> None:

@@ -4,7 +4,7 @@ from typing import Optional
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pipeline.store import DEFAULT_STORE
+DEFAULT_STORE = "artifacts"
 
 
 class Settings(BaseSettings):
@@ -17,6 +17,11 @@ class Settings(BaseSettings):
     # any model that is unsigned or whose signature does not match.
     signing_key: Optional[SecretStr] = None
     debug: bool = False
+    # S3 calls retry with backoff ("standard" mode) and time out, so that a stage facing a
+    # dead or hanging endpoint gives up in bounded time instead of holding a Kubernetes job.
+    s3_max_attempts: int = 3
+    s3_connect_timeout: float = 3.0
+    s3_read_timeout: float = 10.0
 
     def signing_key_bytes(self) -> Optional[bytes]:
         if self.signing_key is None or not self.signing_key.get_secret_value():

@@ -20,20 +20,13 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from pipeline.settings import Settings
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 else:
     S3Client = Any
 
-DEFAULT_STORE = "artifacts"
-
-# Bounded retries with backoff ("standard" mode) and timeouts, so that a stage facing a dead
-# endpoint gives up in seconds rather than hanging a Kubernetes job.
-S3_CONFIG = Config(
-    retries={"max_attempts": 3, "mode": "standard"},
-    connect_timeout=5,
-    read_timeout=30,
-)
 
 
 class StoreError(Exception):
@@ -48,9 +41,16 @@ def make_s3_client() -> S3Client:
     """Create the S3 client from boto3's standard configuration.
 
     Credentials come from the usual chain (environment, profile, instance role) and an
-    S3-compatible server is selected with AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL.
+    S3-compatible server is selected with AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL. Retries
+    and timeouts are bounded (TTD_S3_MAX_ATTEMPTS, TTD_S3_CONNECT_TIMEOUT, TTD_S3_READ_TIMEOUT).
     """
-    return boto3.client("s3", config=S3_CONFIG)
+    settings = Settings()
+    config = Config(
+        retries={"max_attempts": settings.s3_max_attempts, "mode": "standard"},
+        connect_timeout=settings.s3_connect_timeout,
+        read_timeout=settings.s3_read_timeout,
+    )
+    return boto3.client("s3", config=config)
 
 
 class LocalStore:
