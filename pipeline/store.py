@@ -28,7 +28,6 @@ else:
     S3Client = Any
 
 
-
 class StoreError(Exception):
     """A storage operation failed; the message says where and what to check."""
 
