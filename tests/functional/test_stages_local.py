@@ -1,9 +1,13 @@
 """The three commands, run as processes against the embedded local store."""
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 
+from pipeline.registry import load_model, published_versions
+from pipeline.store import LocalStore
 from tests.processes import REPO, free_port, run_stage, stage_env, start_service, stop_service
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - (INFO|WARNING|ERROR) - \w+\.\w+ - ")
@@ -68,3 +72,43 @@ def test_generate_refuses_to_overwrite_a_tranche(tmp_path: Path) -> None:
     again = run_stage(args + ["--rows", "10"])
     assert again.returncode == 1
     assert "exists already; not overwriting" in again.stderr
+
+
+def test_a_signing_key_in_the_environment_signs_at_training_and_is_enforced_at_serving(
+    tmp_path: Path,
+) -> None:
+    store = str(tmp_path / "artifacts")
+    assert run_stage(["-m", "pipeline.generate_dataset", store]).returncode == 0
+    signed = stage_env({"TTD_SIGNING_KEY": "key-a"})
+    trained = run_stage(["-m", "pipeline.train_model", store], env=signed)
+    assert trained.returncode == 0 and ", signed" in trained.stderr
+    wrong = run_stage(
+        ["-m", "pipeline.serve_model", store, "--port", str(free_port())],
+        env=stage_env({"TTD_SIGNING_KEY": "key-b"}),
+    )
+    assert wrong.returncode == 1
+    assert "signature does not match TTD_SIGNING_KEY" in wrong.stderr
+    assert "key-a" not in wrong.stderr and "key-b" not in wrong.stderr
+    port = free_port()
+    args = ["-m", "pipeline.serve_model", store, "--port", str(port)]
+    service = start_service(args, port, signed)
+    assert stop_service(service) and service.returncode == 0
+
+
+def test_two_training_runs_at_once_publish_two_whole_models(tmp_path: Path) -> None:
+    store = str(tmp_path / "artifacts")
+    assert run_stage(["-m", "pipeline.generate_dataset", store]).returncode == 0
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pipeline.train_model", store],
+            cwd=REPO, env=stage_env(), stderr=subprocess.PIPE, text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=120)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    local = LocalStore(store)
+    versions = published_versions(local)
+    assert len(versions) == 2
+    for version in versions:
+        assert load_model(local, version).metadata.model_version == version
