@@ -4,7 +4,8 @@ from typing import Any, Dict, List, Union
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from typing_extensions import Annotated
 
-MAX_PRODUCT_CODE_LENGTH = 64
+from pipeline.tranche import MAX_PRODUCT_CODE_LENGTH
+
 MAX_ORDERS_PLACED = 1_000_000  # far above any day's queue; keeps estimates finite
 
 ProductCode = Annotated[

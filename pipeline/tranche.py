@@ -10,6 +10,7 @@ HOURS = "hours_to_dispatch"
 ORDERS = "orders_placed"
 PRODUCT = "product_code"
 COLUMNS = (HOURS, ORDERS, PRODUCT)
+MAX_PRODUCT_CODE_LENGTH = 64  # the catalogue's longest code is far shorter
 
 DATASETS_PREFIX = "datasets/"
 TRANCHE_STEM = "time_to_dispatch_"

@@ -22,11 +22,10 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from pipeline.model import MIN_ROWS_PER_PRODUCT
-from pipeline.tranche import COLUMNS, HOURS, ORDERS, PRODUCT
+from pipeline.tranche import COLUMNS, HOURS, MAX_PRODUCT_CODE_LENGTH, ORDERS, PRODUCT
 
 MAX_BAD_ROW_FRACTION = 0.01
 MIN_SIZE_RATIO = 0.5
-MAX_PRODUCT_CODE_LENGTH = 64
 
 
 class TrancheReport(NamedTuple):
