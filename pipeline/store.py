@@ -45,7 +45,7 @@ def make_s3_client() -> S3Client:
     """
     settings = Settings()
     config = Config(
-        retries={"max_attempts": settings.s3_max_attempts, "mode": "standard"},
+        retries={"total_max_attempts": settings.s3_max_attempts, "mode": "standard"},
         connect_timeout=settings.s3_connect_timeout,
         read_timeout=settings.s3_read_timeout,
     )
