@@ -1,17 +1,21 @@
 """The S3 backend and the stages on it, against a real S3 server through real boto3."""
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
+from datetime import datetime
 from typing import Dict, Iterator
 
 import httpx
 import pytest
 
-from pipeline import generate_dataset
-from pipeline.registry import load_newest_model
+from pipeline import generate_dataset, train_model
+from pipeline.registry import artifact_key, load_model, load_newest_model, published_versions
 from pipeline.store import KeyExistsError, S3Store, open_store
-from tests.processes import free_port, run_stage, stage_env, start_service, stop_service
+from pipeline.tranche import tranche_key
+from tests.processes import REPO, free_port, run_stage, stage_env, start_service, stop_service
 from tests.seaweedfs import S3Server
 
 
@@ -189,3 +193,66 @@ def test_a_hung_endpoint_is_given_up_on_after_bounded_retries(
     assert result.returncode == 1
     assert elapsed < 30, elapsed
     _assert_one_clear_error_line(result.stderr, r"stopped answering", "secret")
+
+
+def test_a_bad_tranche_on_s3_is_refused_by_name_and_the_served_model_stays(
+    s3_env: Dict[str, str], bucket: str
+) -> None:
+    uri = f"s3://{bucket}"
+    store = open_store(uri)
+    generate_dataset.main(store, rows=1000, skus=5, when=datetime(2021, 7, 9))
+    env = stage_env(s3_env)
+    assert run_stage(["-m", "pipeline.train_model", uri], env=env).returncode == 0
+    before = store.list_keys("models/")
+    bad_key = tranche_key(datetime(2021, 7, 16))
+    store.put_new(bad_key, b"hours_to_dispatch,product_code\n1.5,SKU001\n")
+    result = run_stage(["-m", "pipeline.train_model", uri], env=env)
+    assert result.returncode == 1
+    assert f"tranche s3://{bucket}/{bad_key}: missing column(s): orders_placed" in result.stderr
+    assert store.list_keys("models/") == before
+    assert store.get_bytes(bad_key) == b"hours_to_dispatch,product_code\n1.5,SKU001\n"
+
+
+def test_two_training_runs_on_s3_at_once_publish_two_whole_models(
+    s3_env: Dict[str, str], bucket: str
+) -> None:
+    uri = f"s3://{bucket}"
+    generate_dataset.main(open_store(uri), rows=1000, skus=5)
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pipeline.train_model", uri],
+            cwd=REPO, env=stage_env(s3_env), stderr=subprocess.PIPE, text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=120)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    store = open_store(uri)
+    versions = published_versions(store)
+    assert len(versions) == 2
+    for version in versions:
+        assert load_model(store, version).metadata.model_version == version
+
+
+def test_serving_from_s3_skips_a_tampered_model_and_serves_the_previous_one(
+    s3_env: Dict[str, str], bucket: str
+) -> None:
+    uri = f"s3://{bucket}"
+    store = open_store(uri)
+    assert isinstance(store, S3Store)
+    generate_dataset.main(store, rows=1000, skus=5)
+    good = train_model.main(store)
+    tampered = train_model.main(store)
+    key = artifact_key(tampered)
+    body = store.get_bytes(key) + b"\x00"
+    store.client.put_object(Bucket=bucket, Key=key, Body=body)  # an attacker's overwrite
+    port = free_port()
+    service = start_service(
+        ["-m", "pipeline.serve_model", uri, "--port", str(port)], port, stage_env(s3_env)
+    )
+    try:
+        answer = httpx.get(f"http://127.0.0.1:{port}/ready").json()
+    finally:
+        output = stop_service(service)
+    assert answer["model_version"] == good
+    assert f"skipping model {tampered}: s3://{bucket}/{key}: SHA-256 differs" in output
