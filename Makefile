@@ -25,10 +25,12 @@ help:
 	@echo "make run   - install, add a sample tranche if the store is empty, train, serve on :$(PORT)"
 	@echo "make test  - every test and static check (tox: py39 and py311)"
 
-$(VENV)/.installed: requirements_pipe.txt requirements_cicd.txt requirements_test.txt
+$(VENV)/.installed: requirements_pipe.txt requirements_cicd.txt requirements_test.txt constraints_bodywork.txt
 	test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
 	$(VENV_PY) -m pip install --quiet --upgrade pip
-	$(VENV_PY) -m pip install --quiet -r requirements_pipe.txt -r requirements_cicd.txt
+	PIP_CONSTRAINT=constraints_bodywork.txt PIP_BUILD_CONSTRAINT=constraints_bodywork.txt \
+	    $(VENV_PY) -m pip install --quiet -r requirements_pipe.txt -r requirements_test.txt \
+	    -r requirements_cicd.txt
 	touch $@
 
 venv: $(VENV)/.installed
@@ -39,7 +41,7 @@ run: venv
 	$(VENV_PY) -m pipeline.serve_model $(STORE) --host $(HOST) --port $(PORT)
 
 test: venv
-	$(VENV)/bin/tox run-parallel --parallel-no-spinner --parallel 2 $(if $(TOX_ENVS),-e $(TOX_ENVS))
+	$(VENV)/bin/tox run-parallel --parallel-live --parallel 2 $(if $(TOX_ENVS),-e $(TOX_ENVS))
 
 clean-venv:
 	rm -rf $(VENV) .tox

@@ -1,0 +1,47 @@
+"""Read bodywork.yaml the way Bodywork does, and list the stages' pinned requirements.
+
+`python -m tests.deploy.stage_requirements OUT.txt` writes the pins as a requirements file,
+so that tox can install them before the tests: Bodywork's own `pip install` of them during
+a test then finds them installed, and needs no network.
+"""
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent.parent
+BODYWORK_YAML = REPO / "bodywork.yaml"
+
+
+def load_bodywork_config(path: Path = BODYWORK_YAML) -> Dict[str, Any]:
+    """Parse bodywork.yaml with the loader Bodywork uses (PyYAML's SafeLoader)."""
+    config: Dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return config
+
+
+def stage_requirements(config: Dict[str, Any], stage: str) -> List[str]:
+    requirements: List[str] = config["stages"][stage].get("requirements", [])
+    return requirements
+
+
+def all_stage_requirements(config: Dict[str, Any]) -> List[str]:
+    """Every stage's requirements, each once, in the order they first appear."""
+    seen: Dict[str, None] = {}
+    for stage in config["stages"]:
+        seen.update(dict.fromkeys(stage_requirements(config, stage)))
+    return list(seen)
+
+
+def main(argv: List[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m tests.deploy.stage_requirements OUT.txt", file=sys.stderr)
+        return 2
+    pins = all_stage_requirements(load_bodywork_config())
+    Path(argv[0]).write_text("".join(f"{pin}\n" for pin in pins), encoding="utf-8")
+    print(f"{len(pins)} stage requirements from {BODYWORK_YAML} written to {argv[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,117 @@
+""".circleci/config.yml: checks and tests off master, a Bodywork deployment on master."""
+import configparser
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+import yaml
+
+from tests.deploy.stage_requirements import REPO
+
+CONFIG = REPO / ".circleci" / "config.yml"
+CRONJOB = REPO / "deploy" / "cronjob.yaml"
+
+
+def check_circleci_schema(config: Path) -> "subprocess.CompletedProcess[str]":
+    """Validate against CircleCI's JSON schema (SchemaStore's, shipped in check-jsonschema)."""
+    command = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
+    assert command, f"check-jsonschema is not installed beside {sys.executable}: see tox.ini"
+    return subprocess.run(
+        [command, "--builtin-schema", "vendor.circle-ci", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def load_config() -> Dict[str, Any]:
+    config: Dict[str, Any] = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    return config
+
+
+def workflow_jobs(config: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """The jobs of the one workflow, by name, with their requires and filters."""
+    workflows = config["workflows"]
+    assert len(workflows) == 1, list(workflows)
+    jobs: Dict[str, Dict[str, Any]] = {}
+    for entry in next(iter(workflows.values()))["jobs"]:
+        name, settings = next(iter(entry.items())) if isinstance(entry, dict) else (entry, {})
+        jobs[name] = settings or {}
+    return jobs
+
+
+def commands(job: Dict[str, Any]) -> List[str]:
+    """The shell commands of a job's `run` steps."""
+    found = []
+    for step in job["steps"]:
+        if isinstance(step, dict) and "run" in step:
+            run = step["run"]
+            found.append(run if isinstance(run, str) else run["command"])
+    return found
+
+
+def test_circleci_s_schema_accepts_the_config() -> None:
+    result = check_circleci_schema(CONFIG)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_circleci_s_schema_rejects_a_misspelt_branch_filter(tmp_path: Path) -> None:
+    broken = tmp_path / "config.yml"
+    broken.write_text(CONFIG.read_text().replace("only: master", "onli: master"))
+    result = check_circleci_schema(broken)
+    assert result.returncode == 1, result.stdout + result.stderr
+
+
+def test_branches_but_master_get_static_analysis_and_then_the_tests() -> None:
+    config = load_config()
+    assert config["version"] == 2.1
+    jobs = workflow_jobs(config)
+    for name in ("static-analysis", "test"):
+        assert jobs[name]["filters"] == {"branches": {"ignore": "master"}}, name
+    assert "requires" not in jobs["static-analysis"]
+    assert jobs["test"]["requires"] == ["static-analysis"]
+    assert commands(config["jobs"]["static-analysis"]) == ["make test TOX_ENVS=static"]
+
+
+def test_the_test_job_runs_every_tox_environment_but_static() -> None:
+    tox = configparser.ConfigParser()
+    tox.read(REPO / "tox.ini")
+    envs = [env.strip() for env in tox["tox"]["envlist"].split(",")]
+    run = "\n".join(commands(load_config()["jobs"]["test"]))
+    selection = re.search(r'make test TOX_ENVS="\$\((.+)\)"', run)
+    assert selection, run
+    # Run the job's own selection, with this environment's tox in place of the .venv's.
+    tox_here = shutil.which("tox", path=str(Path(sys.executable).parent))
+    assert tox_here, f"tox is not installed beside {sys.executable}"
+    script = selection[1].replace(".venv/bin/tox", tox_here)
+    chosen = subprocess.run(
+        ["bash", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert chosen.returncode == 0, chosen.stderr
+    assert chosen.stdout.strip().split(",") == [env for env in envs if env != "static"]
+    assert "py39-bodywork" in envs
+
+
+def test_master_only_deploys_with_bodywork_on_python_3_9() -> None:
+    config = load_config()
+    jobs = workflow_jobs(config)
+    assert set(jobs) == {"static-analysis", "test", "deploy"}
+    assert jobs["deploy"]["filters"] == {"branches": {"only": "master"}}
+    deploy = config["jobs"]["deploy"]
+    assert [image["image"] for image in deploy["docker"]] == ["cimg/python:3.9"]
+    install, kubeconfig, deployment = commands(deploy)
+    assert 'export PIP_CONSTRAINT="$PWD/constraints_bodywork.txt"' in install
+    assert 'export PIP_BUILD_CONSTRAINT="$PWD/constraints_bodywork.txt"' in install
+    assert "python -m pip install -r requirements_cicd.txt" in install
+    assert 'aws eks update-kubeconfig --name "$EKS_CLUSTER_NAME"' in kubeconfig
+    assert deployment == 'bodywork create deployment "$BODYWORK_REPO_URL" --branch master'
+
+
+def test_ci_deploys_the_repository_that_the_weekly_cronjob_deploys() -> None:
+    cronjob = yaml.safe_load(CRONJOB.read_text(encoding="utf-8"))
+    container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    url = load_config()["jobs"]["deploy"]["environment"]["BODYWORK_REPO_URL"]
+    assert container["args"] == [url, "--branch=master"]
