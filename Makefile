@@ -2,11 +2,11 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# tox needs python3.9 and python3.11 on PATH; pyenv installs keep them out of it, so add them.
+# tox needs python3.9, 3.11 and 3.13 on PATH; pyenv installs keep them out of it, so add them.
 PYENV_ROOT ?= $(HOME)/.pyenv
 empty :=
 space := $(empty) $(empty)
-PYENV_BINS := $(wildcard $(PYENV_ROOT)/versions/3.11*/bin) $(wildcard $(PYENV_ROOT)/versions/3.9*/bin)
+PYENV_BINS := $(foreach v,3.11 3.9 3.13,$(wildcard $(PYENV_ROOT)/versions/$(v).*/bin))
 ifneq ($(strip $(PYENV_BINS)),)
 export PATH := $(subst $(space),:,$(strip $(PYENV_BINS))):$(PATH)
 endif
@@ -23,7 +23,7 @@ TOX_ENVS ?=
 
 help:
 	@echo "make run   - install, add a sample tranche if the store is empty, train, serve on :$(PORT)"
-	@echo "make test  - every test and static check (tox: py39 and py311)"
+	@echo "make test  - every test and static check (tox: py39, py311, py313)"
 
 $(VENV)/.installed: requirements_pipe.txt requirements_cicd.txt requirements_test.txt constraints_bodywork.txt
 	test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
