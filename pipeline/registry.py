@@ -164,6 +164,17 @@ def load_model(store: Store, version: str, signing_key: Optional[bytes] = None) 
     return LoadedModel(model, metadata)
 
 
+def load_pinned_model(
+    store: Store, version: str, signing_key: Optional[bytes] = None
+) -> LoadedModel:
+    """Load exactly this published version (a rollback), verified like any other."""
+    if version not in published_versions(store):
+        raise ModelVerificationError(
+            f"model version {version!r} is not published in {store.location(MODELS_PREFIX)}"
+        )
+    return load_model(store, version, signing_key)
+
+
 def load_newest_model(store: Store, signing_key: Optional[bytes] = None) -> LoadedModel:
     """Load the newest published model that verifies, skipping (and logging) any that don't."""
     versions = published_versions(store)

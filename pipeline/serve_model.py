@@ -24,7 +24,7 @@ from pipeline.http_guards import MAX_BODY_BYTES, RequestGuard
 from pipeline.cli import add_store_argument, exit_on_failure
 from pipeline.settings import Settings
 from pipeline.logs import LOG_FORMAT, configure_logger
-from pipeline.registry import LoadedModel, load_newest_model
+from pipeline.registry import LoadedModel, load_newest_model, load_pinned_model
 from pipeline.store import open_store
 
 log = configure_logger(__name__)
@@ -148,11 +148,17 @@ def main(
     host: str = "127.0.0.1",
     port: int = 8000,
     signing_key: Optional[bytes] = None,
+    model_version: Optional[str] = None,
 ) -> None:
-    """Load the newest verified model, then serve it until stopped (SIGTERM drains)."""
+    """Load the newest verified model (or the pinned one), then serve it until stopped."""
     log.info("Starting serve-model stage.")
+    store = open_store(store_uri)
     # Fail here, before binding the port, so a missing model is one clear line and exit 1.
-    loaded = load_newest_model(open_store(store_uri), signing_key)
+    if model_version:
+        log.info(f"Model pinned to version {model_version}")
+        loaded = load_pinned_model(store, model_version, signing_key)
+    else:
+        loaded = load_newest_model(store, signing_key)
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to whatever
     # handler was there before it: with this one, the process ends normally with exit code 0.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
@@ -176,6 +182,11 @@ if __name__ == "__main__":
     add_store_argument(parser, settings)
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 inside a container")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--model-version",
+        default=settings.model_version,
+        help="serve this published version instead of the newest (a rollback; $TTD_MODEL_VERSION)",
+    )
     args = parser.parse_args()
     with exit_on_failure(log, settings):
-        main(args.store, args.host, args.port, settings.signing_key_bytes())
+        main(args.store, args.host, args.port, settings.signing_key_bytes(), args.model_version)

@@ -17,6 +17,9 @@ class Settings(BaseSettings):
     # any model that is unsigned or whose signature does not match.
     signing_key: Optional[SecretStr] = None
     debug: bool = False
+    # Serve this published model version instead of the newest: how a bad model is rolled
+    # back without touching the store.
+    model_version: Optional[str] = None
     # S3 calls retry with backoff ("standard" mode) and time out, so that a stage facing a
     # dead or hanging endpoint gives up in bounded time instead of holding a Kubernetes job.
     s3_max_attempts: int = 3

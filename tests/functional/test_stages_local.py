@@ -112,3 +112,22 @@ def test_two_training_runs_at_once_publish_two_whole_models(tmp_path: Path) -> N
     assert len(versions) == 2
     for version in versions:
         assert load_model(local, version).metadata.model_version == version
+
+
+def test_serving_can_be_pinned_to_an_earlier_model_to_roll_back(tmp_path: Path) -> None:
+    store = str(tmp_path / "artifacts")
+    assert run_stage(["-m", "pipeline.generate_dataset", store]).returncode == 0
+    assert run_stage(["-m", "pipeline.train_model", store]).returncode == 0
+    assert run_stage(["-m", "pipeline.train_model", store]).returncode == 0
+    earlier, newest = sorted(published_versions(LocalStore(store)))
+    port = free_port()
+    args = ["-m", "pipeline.serve_model", store, "--port", str(port)]
+    service = start_service(args, port, stage_env({"TTD_MODEL_VERSION": earlier}))
+    try:
+        pinned = httpx.get(f"http://127.0.0.1:{port}/ready").json()["model_version"]
+    finally:
+        stop_service(service)
+    assert pinned == earlier != newest
+    missing = run_stage(args + ["--model-version", "20990101T000000000000Z-000000"])
+    assert missing.returncode == 1
+    assert "model version '20990101T000000000000Z-000000' is not published in" in missing.stderr

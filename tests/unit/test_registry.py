@@ -9,6 +9,7 @@ from pipeline.registry import (
     ModelVerificationError,
     artifact_key,
     load_newest_model,
+    load_pinned_model,
     metadata_key,
     new_model_version,
     published_versions,
@@ -111,3 +112,11 @@ def test_with_a_signing_key_unsigned_models_and_other_keys_are_refused(
         load_newest_model(store_with_tranche, KEY)
     signed = train_model.main(store_with_tranche, signing_key=KEY)
     assert load_newest_model(store_with_tranche, KEY).metadata.model_version == signed
+
+
+def test_a_pinned_version_is_loaded_instead_of_the_newest(store_with_tranche: LocalStore) -> None:
+    first = train_model.main(store_with_tranche)
+    train_model.main(store_with_tranche)
+    assert load_pinned_model(store_with_tranche, first).metadata.model_version == first
+    with pytest.raises(ModelVerificationError, match="'nope' is not published in"):
+        load_pinned_model(store_with_tranche, "nope")
