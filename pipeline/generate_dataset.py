@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.cli import add_store_argument, exit_on_failure
-from pipeline.settings import Settings
 from pipeline.logs import configure_logger
+from pipeline.settings import Settings
 from pipeline.store import Store, open_store
 from pipeline.tranche import (
     DATASETS_PREFIX,

@@ -20,11 +20,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from typing_extensions import Annotated
 
 from pipeline.api_schema import ERROR_RESPONSES, DispatchEstimate, DispatchRequest, Readiness
-from pipeline.http_guards import MAX_BODY_BYTES, RequestGuard
 from pipeline.cli import add_store_argument, exit_on_failure
-from pipeline.settings import Settings
+from pipeline.http_guards import MAX_BODY_BYTES, RequestGuard
 from pipeline.logs import LOG_FORMAT, configure_logger
 from pipeline.registry import LoadedModel, load_newest_model, load_pinned_model
+from pipeline.settings import Settings
 from pipeline.store import open_store
 
 log = configure_logger(__name__)

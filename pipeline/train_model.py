@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 
 from pipeline.cli import add_store_argument, exit_on_failure
-from pipeline.settings import Settings
 from pipeline.logs import configure_logger
 from pipeline.model import (
     ARTIFACT_FORMAT,
@@ -41,6 +40,7 @@ from pipeline.registry import (
     serialise_model,
     sha256,
 )
+from pipeline.settings import Settings
 from pipeline.store import Store, open_store
 from pipeline.tranche import DATASETS_PREFIX, dated_tranche_keys
 from pipeline.validation import read_tranche, validate_tranche
