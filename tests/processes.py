@@ -7,7 +7,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import httpx
 
@@ -41,6 +41,24 @@ def run_stage(
         text=True,
         timeout=300,
     )
+
+
+def run_stages_at_once(
+    args: List[str], copies: int, env: Optional[Dict[str, str]] = None
+) -> List[Tuple[int, str]]:
+    """Start several copies of one stage together; return each one's exit code and log."""
+    runs = [
+        subprocess.Popen(
+            [sys.executable, *args],
+            cwd=REPO,
+            env=env or stage_env(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(copies)
+    ]
+    logs = [run.communicate(timeout=300)[1] for run in runs]
+    return [(run.returncode, log) for run, log in zip(runs, logs)]
 
 
 class Service:

@@ -1,8 +1,6 @@
 """The S3 backend and the stages on it, against a real S3 server through real boto3."""
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 from datetime import datetime
@@ -15,7 +13,14 @@ from pipeline import generate_dataset, train_model
 from pipeline.registry import artifact_key, load_model, load_newest_model, published_versions
 from pipeline.store import KeyExistsError, S3Store, open_store
 from pipeline.tranche import tranche_key
-from tests.processes import REPO, free_port, run_stage, stage_env, start_service, stop_service
+from tests.processes import (
+    free_port,
+    run_stage,
+    run_stages_at_once,
+    stage_env,
+    start_service,
+    stop_service,
+)
 from tests.seaweedfs import S3Server
 
 
@@ -218,15 +223,8 @@ def test_two_training_runs_on_s3_at_once_publish_two_whole_models(
 ) -> None:
     uri = f"s3://{bucket}"
     generate_dataset.main(open_store(uri), rows=1000, skus=5)
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "pipeline.train_model", uri],
-            cwd=REPO, env=stage_env(s3_env), stderr=subprocess.PIPE, text=True,
-        )
-        for _ in range(2)
-    ]
-    outputs = [run.communicate(timeout=120)[1] for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], outputs
+    runs = run_stages_at_once(["-m", "pipeline.train_model", uri], 2, stage_env(s3_env))
+    assert [code for code, _ in runs] == [0, 0], runs
     store = open_store(uri)
     versions = published_versions(store)
     assert len(versions) == 2

@@ -1,14 +1,20 @@
 """The three commands, run as processes against the embedded local store."""
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 
 from pipeline.registry import load_model, published_versions
 from pipeline.store import LocalStore
-from tests.processes import REPO, free_port, run_stage, stage_env, start_service, stop_service
+from tests.processes import (
+    REPO,
+    free_port,
+    run_stage,
+    run_stages_at_once,
+    stage_env,
+    start_service,
+    stop_service,
+)
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - (INFO|WARNING|ERROR) - \w+\.\w+ - ")
 
@@ -98,15 +104,8 @@ def test_a_signing_key_in_the_environment_signs_at_training_and_is_enforced_at_s
 def test_two_training_runs_at_once_publish_two_whole_models(tmp_path: Path) -> None:
     store = str(tmp_path / "artifacts")
     assert run_stage(["-m", "pipeline.generate_dataset", store]).returncode == 0
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "pipeline.train_model", store],
-            cwd=REPO, env=stage_env(), stderr=subprocess.PIPE, text=True,
-        )
-        for _ in range(2)
-    ]
-    outputs = [run.communicate(timeout=120)[1] for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], outputs
+    runs = run_stages_at_once(["-m", "pipeline.train_model", store], copies=2)
+    assert [code for code, _ in runs] == [0, 0], runs
     local = LocalStore(store)
     versions = published_versions(local)
     assert len(versions) == 2
