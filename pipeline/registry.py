@@ -57,7 +57,7 @@ class LoadedModel(NamedTuple):
 def new_model_version(now: Optional[datetime] = None) -> str:
     """Return a version id that sorts by creation time and is unique across runs."""
     now = now or datetime.now(timezone.utc)
-    return f"{now.strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(3)}"
+    return f"{now.strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(6)}"
 
 
 def artifact_key(version: str) -> str:
