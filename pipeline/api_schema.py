@@ -8,8 +8,12 @@ from pipeline.tranche import MAX_PRODUCT_CODE_LENGTH
 
 MAX_ORDERS_PLACED = 1_000_000  # far above any day's queue; keeps estimates finite
 
+# Trimmed, as training trims the codes in a tranche: " SKU001 " is SKU001.
 ProductCode = Annotated[
-    str, StringConstraints(strict=True, min_length=1, max_length=MAX_PRODUCT_CODE_LENGTH)
+    str,
+    StringConstraints(
+        strict=True, strip_whitespace=True, min_length=1, max_length=MAX_PRODUCT_CODE_LENGTH
+    ),
 ]
 # Strict: a JSON boolean or a string is a client bug, not a number of orders.
 OrdersPlaced = Annotated[

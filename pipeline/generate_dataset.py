@@ -1,18 +1,22 @@
-"""Generate a synthetic weekly tranche that behaves like the real ones.
+"""Generate a synthetic weekly tranche shaped like the real ones, quirks included on request.
 
 Steps:
-1. Draw each product's own dispatch parameters: base hours and hours per queued order.
-2. Draw rows: a product, the orders already placed that day, and the hours to dispatch,
-   linear in orders for each product, with homoscedastic noise, never negative.
-3. Write the CSV into the store under a key that carries the tranche's date.
+1. Draw each product's dispatch line: base hours near zero, 0.07 to 0.18 hours per queued order.
+2. Draw rows: a product (evenly, or with Zipf popularity for a long-tailed catalogue), the
+   orders already placed that day (skewed, 0 to 320), and the hours to dispatch: the line plus
+   noise of about an hour at every queue length, floored at zero.
+3. Inject the quirks real drops carry, when asked: padded product codes, a 9,999-hour slip,
+   CRLF line endings, a semicolon-delimited file, a compact date in the key, an undated export.
+4. Write the CSV into the store under a key that carries the tranche's date.
 
-The generator knows its true function (`true_hours`), so tests can compare a trained model
-with the best possible one on the same rows.
+The shape is the one measured on a real tranche (issue "Work on real tranches"). The generator
+knows its true function, so tests can compare a trained model with the best possible one on
+the same rows (`best_estimate`).
 """
 import argparse
 import io
 from datetime import datetime, timezone
-from typing import List, NamedTuple, Optional
+from typing import FrozenSet, Iterable, List, NamedTuple, Optional
 
 import numpy as np
 import pandas as pd
@@ -32,13 +36,24 @@ from pipeline.tranche import (
 
 log = configure_logger(__name__)
 
-NOISE_SD = 0.75
-MAX_ORDERS = 200
+NOISE_SD = 1.0  # hours, the same at every queue length
+BASE_HOURS = (0.0, 0.2)  # a line often crosses zero slightly once fitted
+HOURS_PER_ORDER = (0.07, 0.18)
+MAX_ORDERS = 320
+ORDERS_SHAPE, ORDERS_SCALE = 1.2, 61.0  # gamma: median about 55, mean about 73, ~3% zero hours
+OUTLIER_HOURS = 9999.0  # the data-entry slip seen in a real drop
+
+# Quirks of real drops. Row quirks change the data, file quirks its bytes, key quirks its name.
+ROW_QUIRKS = frozenset({"spaces", "outlier"})
+FILE_QUIRKS = frozenset({"crlf", "semicolon"})
+KEY_QUIRKS = frozenset({"compact-date", "undated-export"})
+QUIRKS = ROW_QUIRKS | FILE_QUIRKS | KEY_QUIRKS
+UNDATED_EXPORT_KEY = f"{DATASETS_PREFIX}orders_export.csv"
 
 
 class SyntheticTranche(NamedTuple):
     data: pd.DataFrame
-    products: pd.DataFrame  # product_code, base_hours, hours_per_order
+    products: pd.DataFrame  # product_code, base_hours, hours_per_order, popularity
     noise_sd: float
 
 
@@ -48,43 +63,103 @@ def product_codes(skus: int) -> List[str]:
     return [f"SKU{i:0{width}d}" for i in range(1, skus + 1)]
 
 
-def generate_tranche(rows: int, skus: int, seed: int = 42) -> SyntheticTranche:
-    """Draw a tranche of `rows` orders over `skus` products."""
+def generate_tranche(
+    rows: int,
+    skus: int,
+    seed: int = 42,
+    zipf: Optional[float] = None,
+    quirks: Iterable[str] = (),
+    catalogue_seed: int = 0,
+) -> SyntheticTranche:
+    """Draw a tranche of `rows` orders over `skus` products.
+
+    Each product's line comes from `catalogue_seed`, the rows from `seed`: successive weeks
+    (seeds) of one catalogue share their products' lines, as real weeks do.
+    With `zipf` (e.g. 1.1), product k of the catalogue is ordered in proportion to k^-zipf:
+    a few products get thousands of rows, most a handful, many one or none.
+    """
     if rows < 1 or skus < 1:
         raise ValueError("rows and skus must be at least 1")
-    rng = np.random.default_rng(seed)
+    unknown = set(quirks) - QUIRKS
+    if unknown:
+        raise ValueError(f"unknown quirk(s) {sorted(unknown)}; known: {sorted(QUIRKS)}")
+    catalogue_rng = np.random.default_rng(catalogue_seed)
+    rank = np.arange(1, skus + 1, dtype=float)
+    popularity = rank**-zipf if zipf else np.ones(skus)
     products = pd.DataFrame(
         {
             PRODUCT: product_codes(skus),
-            "base_hours": rng.uniform(2.0, 6.0, skus),
-            "hours_per_order": rng.uniform(0.01, 0.05, skus),
+            "base_hours": catalogue_rng.uniform(*BASE_HOURS, skus),
+            "hours_per_order": catalogue_rng.uniform(*HOURS_PER_ORDER, skus),
+            "popularity": popularity / popularity.sum(),
         }
     )
-    which = rng.integers(0, skus, rows)
-    orders = rng.integers(0, MAX_ORDERS + 1, rows)
-    mean = products["base_hours"].to_numpy()[which] + products["hours_per_order"].to_numpy()[
+    rng = np.random.default_rng(seed)
+    which = rng.choice(skus, size=rows, p=products["popularity"].to_numpy())
+    orders = np.minimum(
+        np.round(rng.gamma(ORDERS_SHAPE, ORDERS_SCALE, rows)), MAX_ORDERS
+    ).astype(np.int64)
+    line = products["base_hours"].to_numpy()[which] + products["hours_per_order"].to_numpy()[
         which
     ] * orders
-    hours = np.clip(mean + rng.normal(0.0, NOISE_SD, rows), 0.0, None).round(4)
+    hours = np.clip(line + rng.normal(0.0, NOISE_SD, rows), 0.0, None).round(3)
     data = pd.DataFrame(
         {HOURS: hours, ORDERS: orders, PRODUCT: products[PRODUCT].to_numpy()[which]}
     )
+    data = inject_row_quirks(data, frozenset(quirks), rng)
     return SyntheticTranche(data, products, NOISE_SD)
 
 
-def true_hours(products: pd.DataFrame, data: pd.DataFrame) -> np.ndarray:
-    """Return the expected hours of each row under the generator's own parameters."""
-    params = products.set_index(PRODUCT).loc[data[PRODUCT]]
+def inject_row_quirks(
+    data: pd.DataFrame, quirks: FrozenSet[str], rng: np.random.Generator
+) -> pd.DataFrame:
+    """Pad about 5% of product codes with spaces, and/or turn one row into a 9,999-hour slip."""
+    data = data.copy()
+    if "spaces" in quirks:
+        padded = rng.random(len(data)) < 0.05
+        data.loc[padded, PRODUCT] = data.loc[padded, PRODUCT] + "  "
+        leading = padded & (rng.random(len(data)) < 0.2)
+        data.loc[leading, PRODUCT] = " " + data.loc[leading, PRODUCT]
+    if "outlier" in quirks:
+        data.loc[int(rng.integers(len(data))), HOURS] = OUTLIER_HOURS
+    return data
+
+
+def line_hours(products: pd.DataFrame, data: pd.DataFrame) -> np.ndarray:
+    """Return each row's expected hours on its product's true line (before the zero floor)."""
+    params = products.set_index(PRODUCT).loc[data[PRODUCT].str.strip()]
     base = params["base_hours"].to_numpy(dtype=float)
     rate = params["hours_per_order"].to_numpy(dtype=float)
     hours: np.ndarray = base + rate * data[ORDERS].to_numpy(dtype=float)
     return hours
 
 
-def to_csv_bytes(data: pd.DataFrame) -> bytes:
+def best_estimate(products: pd.DataFrame, data: pd.DataFrame) -> np.ndarray:
+    """Return the best estimate any model could serve for each row: the true line, floored.
+
+    Hours are the line plus symmetric noise, floored at zero, so the floored line is their
+    median: no estimate has a lower expected absolute error.
+    """
+    best: np.ndarray = np.clip(line_hours(products, data), 0.0, None)
+    return best
+
+
+def to_csv_bytes(data: pd.DataFrame, quirks: Iterable[str] = ()) -> bytes:
+    """Write the CSV as the data team would, with CRLF or semicolons when asked."""
+    quirks = frozenset(quirks)
     buffer = io.StringIO()
-    data.to_csv(buffer, index=False)
+    data.to_csv(
+        buffer,
+        index=False,
+        sep=";" if "semicolon" in quirks else ",",
+        lineterminator="\r\n" if "crlf" in quirks else "\n",
+    )
     return buffer.getvalue().encode("utf-8")
+
+
+def compact_tranche_key(when: datetime) -> str:
+    """Return a key with the compact date some drops use: time_to_dispatch_20210716.csv."""
+    return f"{DATASETS_PREFIX}time_to_dispatch_{when.strftime('%Y%m%d')}.csv"
 
 
 def main(
@@ -94,18 +169,28 @@ def main(
     when: Optional[datetime] = None,
     seed: int = 42,
     if_empty: bool = False,
+    zipf: Optional[float] = None,
+    quirks: Iterable[str] = (),
 ) -> Optional[str]:
     """Write a synthetic tranche into the store; return its key (None if skipped)."""
+    quirks = frozenset(quirks)
     if if_empty:
         existing = dated_tranche_keys(store.list_keys(DATASETS_PREFIX))
         if existing:
             log.info(f"{store.uri} already holds {len(existing)} tranche(s); generating none")
             return None
     when = when or datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
-    key = tranche_key(when)
-    tranche = generate_tranche(rows, skus, seed)
-    store.put_new(key, to_csv_bytes(tranche.data))
-    log.info(f"wrote {rows} rows over {skus} products to {store.location(key)}")
+    key = compact_tranche_key(when) if "compact-date" in quirks else tranche_key(when)
+    tranche = generate_tranche(rows, skus, seed, zipf, quirks)
+    store.put_new(key, to_csv_bytes(tranche.data, quirks))
+    if "undated-export" in quirks and UNDATED_EXPORT_KEY not in store.list_keys(DATASETS_PREFIX):
+        store.put_new(UNDATED_EXPORT_KEY, to_csv_bytes(tranche.data.head(100)))
+    shape = f"Zipf({zipf:g})" if zipf else "even"
+    extra = f", quirks: {', '.join(sorted(quirks))}" if quirks else ""
+    log.info(
+        f"wrote {rows} rows over {skus} products ({shape} popularity{extra}) "
+        f"to {store.location(key)}"
+    )
     return key
 
 
@@ -123,8 +208,18 @@ def _positive(text: str) -> int:
     return value
 
 
+def _zipf_exponent(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 5:
+        raise argparse.ArgumentTypeError(f"a Zipf exponent lies in (0, 5], got {value}")
+    return value
+
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     settings = Settings()
     add_store_argument(parser, settings)
     parser.add_argument("--rows", type=_positive, default=1000)
@@ -132,8 +227,30 @@ if __name__ == "__main__":
     parser.add_argument("--date", type=_parse_when, default=None, help="tranche date (ISO)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
+        "--zipf",
+        type=_zipf_exponent,
+        default=None,
+        help="long-tailed catalogue: popularity of product k in proportion to k^-ZIPF (e.g. 1.1)",
+    )
+    parser.add_argument(
+        "--quirk",
+        action="append",
+        choices=sorted(QUIRKS),
+        default=[],
+        help="inject a quirk of real drops (repeatable)",
+    )
+    parser.add_argument(
         "--if-empty", action="store_true", help="do nothing if the store holds a tranche"
     )
     args = parser.parse_args()
     with exit_on_failure(log, settings):
-        main(open_store(args.store), args.rows, args.skus, args.date, args.seed, args.if_empty)
+        main(
+            open_store(args.store),
+            args.rows,
+            args.skus,
+            args.date,
+            args.seed,
+            args.if_empty,
+            args.zipf,
+            args.quirk,
+        )

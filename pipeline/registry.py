@@ -54,6 +54,15 @@ class LoadedModel(NamedTuple):
     metadata: ModelMetadata
 
 
+def metadata_extra(metadata: ModelMetadata, name: str) -> Any:
+    """Return a field added after the first release (None when the model predates it).
+
+    Such fields stay pydantic extras rather than declared ones, so the canonical JSON that
+    is signed is the same for the code that wrote a model and any code that reads it.
+    """
+    return (metadata.model_extra or {}).get(name)
+
+
 def new_model_version(now: Optional[datetime] = None) -> str:
     """Return a version id that sorts by creation time and is unique across runs."""
     now = now or datetime.now(timezone.utc)
@@ -173,6 +182,21 @@ def load_pinned_model(
             f"model version {version!r} is not published in {store.location(MODELS_PREFIX)}"
         )
     return load_model(store, version, signing_key)
+
+
+def load_live_model(
+    store: Store, signing_key: Optional[bytes] = None, pinned_version: Optional[str] = None
+) -> Optional[LoadedModel]:
+    """Return the model being served (the pinned one, or the newest that verifies), if any."""
+    if pinned_version:
+        return load_pinned_model(store, pinned_version, signing_key)
+    if not published_versions(store):
+        return None
+    try:
+        return load_newest_model(store, signing_key)
+    except ModelVerificationError as exc:
+        log.warning(f"no live model to compare with: {exc}")
+        return None
 
 
 def load_newest_model(store: Store, signing_key: Optional[bytes] = None) -> LoadedModel:

@@ -23,7 +23,12 @@ from pipeline.api_schema import ERROR_RESPONSES, DispatchEstimate, DispatchReque
 from pipeline.cli import add_store_argument, exit_on_failure
 from pipeline.http_guards import MAX_BODY_BYTES, RequestGuard
 from pipeline.logs import LOG_FORMAT, configure_logger
-from pipeline.registry import LoadedModel, load_newest_model, load_pinned_model
+from pipeline.registry import (
+    LoadedModel,
+    load_newest_model,
+    load_pinned_model,
+    metadata_extra,
+)
 from pipeline.settings import Settings
 from pipeline.store import open_store
 
@@ -38,6 +43,9 @@ def create_app(load_model: Callable[[], LoadedModel]) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.loaded = load_model()
+        catalogue = metadata_extra(app.state.loaded.metadata, "catalogue") or {}
+        app.state.dropped = frozenset(catalogue.get("dropped", ()))
+        app.state.carry_weeks = catalogue.get("max_carry_weeks")
         log.info(f"Serving model {app.state.loaded.metadata.model_version}")
         yield
 
@@ -59,21 +67,29 @@ def create_app(load_model: Callable[[], LoadedModel]) -> FastAPI:
 
     ModelDep = Annotated[LoadedModel, Depends(loaded_model)]
 
+    def unknown_product(request: Request, code: str) -> RequestValidationError:
+        """Say whether an unknown product was never ordered or has been dropped."""
+        if code in getattr(request.app.state, "dropped", frozenset()):
+            weeks = getattr(request.app.state, "carry_weeks", None)
+            msg = (
+                f"product code {code!r} has been dropped: it had no orders in the last "
+                f"{weeks or 'few'} weekly tranche(s), so its estimate was retired"
+            )
+            kind = "dropped_product_code"
+        else:
+            msg = f"unknown product code {code!r}: no order of it was ever seen in training"
+            kind = "unknown_product_code"
+        return RequestValidationError(
+            [{"loc": ("body", "product_code"), "msg": msg, "type": kind, "input": code}]
+        )
+
     @app.post(API_PATH, response_model=DispatchEstimate, responses=ERROR_RESPONSES)
-    def time_to_dispatch(body: DispatchRequest, loaded: ModelDep) -> DispatchEstimate:
+    def time_to_dispatch(
+        body: DispatchRequest, loaded: ModelDep, request: Request
+    ) -> DispatchEstimate:
         """Estimate the hours until an order of this product is dispatched."""
         if not loaded.model.knows(body.product_code):
-            raise RequestValidationError(
-                [
-                    {
-                        "loc": ("body", "product_code"),
-                        "msg": f"unknown product code {body.product_code!r}: the model was "
-                        "trained on no orders of it",
-                        "type": "unknown_product_code",
-                        "input": body.product_code,
-                    }
-                ]
-            )
+            raise unknown_product(request, body.product_code)
         hours = loaded.model.predict_one(body.product_code, body.orders_placed)
         return DispatchEstimate(
             est_hours_to_dispatch=round(hours, 3),

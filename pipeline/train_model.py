@@ -1,13 +1,17 @@
 """Train the time-to-dispatch model on the newest tranche and publish it.
 
 Steps:
-1. Find the newest tranche in the store (by the date in its key, not its upload time).
-2. Read and validate it: refuse it, naming every problem, or drop bad rows with a warning.
-3. Split each product's rows into training and held-out rows; fit one line per product.
-4. Evaluate R² and MAE on the held-out rows; refuse below the error threshold, warn below the
-   warning threshold.
-5. Check the model's logic: estimates rise with orders, are never negative, never absurd.
-6. Publish the artifact, then its metadata (version, metrics, data lineage, versions, timings).
+1. Find the newest tranche in the store (by the date in its key, not its upload time); name
+   any CSV whose key carries no readable date.
+2. Read and validate it: refuse it, naming every problem, or trim codes and drop bad rows
+   with a warning; drop gross outliers per product, with a count.
+3. Compare it with the live model's training data and warn, naming what drifted.
+4. Split each product's rows into training and held-out rows; fit the pooled lines.
+5. Evaluate R² and MAE on the held-out rows; refuse below the error threshold, warn below the
+   warning threshold; check the served estimates' logic within what the noise allows.
+6. Carry forward the live model's products missing this week (for a bounded number of weeks).
+7. Score the live model on the same held-out rows; refuse a new model worse beyond tolerance.
+8. Publish the artifact, then its metadata (version, metrics, comparison, lineage, profile).
 """
 import argparse
 import platform
@@ -15,26 +19,36 @@ import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import joblib
 import numpy as np
 import pandas as pd
 
+import scipy
+import sklearn
+
+from pipeline import drift
+from pipeline.catalogue import MAX_CARRY_WEEKS, carry_forward
 from pipeline.cli import add_store_argument, exit_on_failure
-from pipeline.logs import configure_logger
-from pipeline.model import (
-    ARTIFACT_FORMAT,
+from pipeline.estimator import MIN_ROWS_ALONE, PooledLinearRegressor
+from pipeline.evaluation import (
+    MAX_MAE_REGRESSION,
     check_model_logic,
+    compare_with_live,
     evaluate,
-    fit_per_product,
+    mae_regression,
     split_by_product,
 )
+from pipeline.logs import configure_logger
+from pipeline.model import ARTIFACT_FORMAT
+from pipeline.outliers import screen_outliers
 from pipeline.registry import (
+    LoadedModel,
     ModelMetadata,
-    ModelVerificationError,
     artifact_key,
-    load_newest_model,
+    load_live_model,
+    metadata_extra,
     new_model_version,
     publish_model,
     serialise_model,
@@ -42,7 +56,14 @@ from pipeline.registry import (
 )
 from pipeline.settings import Settings
 from pipeline.store import Store, open_store
-from pipeline.tranche import DATASETS_PREFIX, dated_tranche_keys
+from pipeline.tranche import (
+    DATASETS_PREFIX,
+    HOURS,
+    ORDERS,
+    PRODUCT,
+    dated_tranche_keys,
+    undated_csv_keys,
+)
 from pipeline.validation import read_tranche, validate_tranche
 
 log = configure_logger(__name__)
@@ -57,7 +78,13 @@ class TrainingRefused(Exception):
 
 def newest_tranche_key(store: Store) -> str:
     """Return the key of the tranche whose name carries the newest date."""
-    dated = dated_tranche_keys(store.list_keys(DATASETS_PREFIX))
+    keys = store.list_keys(DATASETS_PREFIX)
+    for key in undated_csv_keys(keys):
+        log.warning(
+            f"ignoring {store.location(key)}: its name carries no date this pipeline reads "
+            "(e.g. time_to_dispatch_2021-07-09T23:00:00.csv or time_to_dispatch_20210709.csv)"
+        )
+    dated = dated_tranche_keys(keys)
     if not dated:
         raise TrainingRefused(
             f"no tranche found in {store.location(DATASETS_PREFIX)} (expected CSVs named like "
@@ -88,16 +115,9 @@ def library_versions() -> Dict[str, str]:
         "numpy": np.__version__,
         "pandas": pd.__version__,
         "joblib": joblib.__version__,
+        "scikit-learn": sklearn.__version__,
+        "scipy": scipy.__version__,
     }
-
-
-def _previous_rows(store: Store, signing_key: Optional[bytes]) -> Optional[int]:
-    """Return how many rows the current model was trained on, if there is one."""
-    try:
-        rows = load_newest_model(store, signing_key).metadata.dataset.get("rows_used")
-    except ModelVerificationError:
-        return None
-    return int(rows) if rows else None
 
 
 def main(
@@ -105,35 +125,51 @@ def main(
     r2_error_threshold: float = R2_ERROR_THRESHOLD,
     r2_warning_threshold: float = R2_WARNING_THRESHOLD,
     signing_key: Optional[bytes] = None,
+    max_mae_regression: float = MAX_MAE_REGRESSION,
+    force: bool = False,
+    live_version: Optional[str] = None,
+    max_carry_weeks: int = MAX_CARRY_WEEKS,
 ) -> str:
     """Run the stage; return the published model's version. TrainingRefused if refused."""
     log.info("Starting train-model stage.")
     started = time.perf_counter()
     key = newest_tranche_key(store)
     raw = store.get_bytes(key)
-    log.info(f"Retrieved tranche {store.location(key)} ({len(raw)} bytes)")
+    where = store.location(key)
+    log.info(f"Retrieved tranche {where} ({len(raw)} bytes)")
+    live = load_live_model(store, signing_key, live_version)
+    live_rows = live.metadata.dataset.get("rows_used") if live else None
     try:
-        report = validate_tranche(read_tranche(raw), _previous_rows(store, signing_key))
+        report = validate_tranche(read_tranche(raw), int(live_rows) if live_rows else None)
     except ValueError as exc:
-        raise TrainingRefused(f"tranche {store.location(key)} refused: {exc}") from exc
+        raise TrainingRefused(f"tranche {where} refused: {exc}") from exc
     for warning in report.warnings:
-        log.warning(f"tranche {store.location(key)}: {warning}")
+        log.warning(f"tranche {where}: {warning}")
     if report.refusals:
         for refusal in report.refusals:
-            log.error(f"tranche {store.location(key)}: {refusal}")
+            log.error(f"tranche {where}: {refusal}")
         raise TrainingRefused(
-            f"tranche {store.location(key)} refused ({len(report.refusals)} problem(s) above); "
+            f"tranche {where} refused ({len(report.refusals)} problem(s) above); "
             "nothing was published"
         )
-    data = report.data
+    screened = screen_outliers(report.data)
+    warnings = list(report.warnings)
+    if len(screened.outliers):
+        warnings.append(_describe_outliers(screened.outliers))
+        log.warning(f"tranche {where}: {warnings[-1]}")
+    data = screened.data
+    shifts = drift.compare(metadata_extra(live.metadata, "profile") if live else None, data)
+    for warning in drift.describe_drift(shifts):
+        log.warning(warning)
     loaded = time.perf_counter()
 
     split = split_by_product(data)
-    fit = fit_per_product(split.train)
-    fitted = time.perf_counter()
-    metrics = evaluate(fit.model, split.test)
+    estimator = PooledLinearRegressor().fit(split.train[[PRODUCT, ORDERS]], split.train[HOURS])
+    fitted = estimator.served_model()
+    fitted_at = time.perf_counter()
+    metrics = evaluate(fitted, split.test)
     log.info(
-        f"Trained on {len(split.train)} rows, {len(fit.model.product_codes)} products; "
+        f"Trained on {len(split.train)} rows, {len(fitted.product_codes)} products; "
         f"held-out R²={metrics.r2:.4f}, MAE={metrics.mae:.4f} over {metrics.rows} rows"
     )
     if metrics.r2 < r2_error_threshold:
@@ -145,13 +181,35 @@ def main(
         log.warning(
             f"held-out R² {metrics.r2:.4f} is below the warning threshold {r2_warning_threshold}"
         )
-    problems = check_model_logic(fit.model, data)
+    problems = check_model_logic(fitted, data, estimator.slope_sd_)
     if problems:
-        raise TrainingRefused("model failed its logic checks: " + "; ".join(problems))
+        raise TrainingRefused(
+            "model failed its logic checks: " + "; ".join(problems) + "; nothing was published"
+        )
+    catalogue = carry_forward(
+        fitted,
+        live.model if live else None,
+        (metadata_extra(live.metadata, "catalogue") or {}).get("carried", {}) if live else {},
+        (metadata_extra(live.metadata, "catalogue") or {}).get("dropped", []) if live else [],
+        max_carry_weeks,
+    )
+    pooled = int((estimator.rows_ < MIN_ROWS_ALONE).sum())
+    log.info(
+        f"Products: {len(fitted.product_codes)} fitted, {pooled} of them pooled toward the "
+        f"catalogue line (fewer than {MIN_ROWS_ALONE} rows); {len(catalogue.carried)} carried "
+        f"forward from the live model; {len(catalogue.newly_dropped)} dropped after "
+        f"{max_carry_weeks} week(s) missing"
+    )
+    comparison = _compare(catalogue.model, live, split.test)
+    regression = mae_regression(comparison, max_mae_regression) if comparison else None
+    if regression and not force:
+        raise TrainingRefused(f"{regression}; nothing was published (--force publishes anyway)")
+    if regression:
+        log.warning(f"{regression}; publishing anyway, as --force asks")
     evaluated = time.perf_counter()
 
     version = new_model_version()
-    artifact = serialise_model(fit.model)
+    artifact = serialise_model(catalogue.model)
     metadata = ModelMetadata(
         model_version=version,
         created_at=datetime.now(timezone.utc).isoformat(),
@@ -161,28 +219,81 @@ def main(
         metrics={"r2": metrics.r2, "mae": metrics.mae, "test_rows": metrics.rows},
         dataset={
             "key": key,
-            "location": store.location(key),
+            "location": where,
             "sha256": sha256(raw),
             "rows_in_file": len(raw.splitlines()) - 1,
             "rows_used": len(data),
             "train_rows": len(split.train),
             "test_rows": len(split.test),
-            "unfitted_products": fit.unfitted_products,
+            "outliers_dropped": len(screened.outliers),
+            "warnings": warnings,
         },
-        product_codes=list(fit.model.product_codes),
-        thresholds={"r2_error": r2_error_threshold, "r2_warning": r2_warning_threshold},
+        product_codes=list(catalogue.model.product_codes),
+        thresholds={
+            "r2_error": r2_error_threshold,
+            "r2_warning": r2_warning_threshold,
+            "max_mae_regression": max_mae_regression,
+            "forced": force,
+        },
+        comparison=comparison,
+        catalogue={
+            "fitted": len(fitted.product_codes),
+            "pooled": pooled,
+            "carried": catalogue.carried,
+            "dropped": catalogue.dropped,
+            "max_carry_weeks": max_carry_weeks,
+        },
+        pooling={
+            "catalogue_intercept": estimator.catalogue_intercept_,
+            "catalogue_slope": estimator.catalogue_slope_,
+            "noise_sd": estimator.noise_sd_,
+            "prior_scale": estimator.prior_scale,
+        },
+        profile=drift.profile(data),
+        drift=shifts,
         library_versions=library_versions(),
         git_commit=git_commit(),
         timings_seconds={
             "load_and_validate": round(loaded - started, 4),
-            "fit": round(fitted - loaded, 4),
-            "evaluate_and_check": round(evaluated - fitted, 4),
+            "fit": round(fitted_at - loaded, 4),
+            "evaluate_and_check": round(evaluated - fitted_at, 4),
         },
     )
     metadata_location = publish_model(store, version, artifact, metadata, signing_key)
     signed = "signed" if signing_key else "unsigned (no TTD_SIGNING_KEY)"
     log.info(f"Published model {version} to {store.location(metadata_location)}, {signed}")
     return version
+
+
+def _describe_outliers(outliers: Any) -> str:
+    worst = outliers.loc[outliers["z"].abs().idxmax()]
+    return (
+        f"dropped {len(outliers)} gross outlier row(s), each over 8 noise standard deviations "
+        f"from its product's line (worst: {worst[PRODUCT]}, {worst[HOURS]:g} hours at "
+        f"{worst[ORDERS]:g} orders)"
+    )
+
+
+def _compare(
+    new: Any, live: Optional[LoadedModel], test: Any
+) -> Optional[Dict[str, Any]]:
+    """Score the live model beside the new one on the same held-out rows, and log both."""
+    if live is None:
+        log.info("No live model: nothing to compare the new model with")
+        return None
+    comparison = compare_with_live(new, live.model, live.metadata.model_version, test)
+    if not comparison["rows"]:
+        log.warning(
+            f"live model {comparison['live_version']} knows none of the held-out products: "
+            "no comparison"
+        )
+        return comparison
+    log.info(
+        f"Champion {comparison['live_version']} on this week's {comparison['rows']} held-out "
+        f"rows: MAE={comparison['live_mae']:.4f}, R²={comparison['live_r2']:.4f}; "
+        f"challenger: MAE={comparison['new_mae']:.4f}, R²={comparison['new_r2']:.4f}"
+    )
+    return comparison
 
 
 def _fraction(text: str) -> float:
@@ -192,12 +303,45 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _tolerance(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 10.0:
+        raise argparse.ArgumentTypeError(f"a tolerance lies in [0, 10] (0.05 is 5%), got {value}")
+    return value
+
+
+def _weeks(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 52:
+        raise argparse.ArgumentTypeError(f"weeks lie in [0, 52], got {value}")
+    return value
+
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     settings = Settings()
     add_store_argument(parser, settings)
     parser.add_argument("--r2-error-threshold", type=_fraction, default=R2_ERROR_THRESHOLD)
     parser.add_argument("--r2-warning-threshold", type=_fraction, default=R2_WARNING_THRESHOLD)
+    parser.add_argument(
+        "--max-mae-regression",
+        type=_tolerance,
+        default=MAX_MAE_REGRESSION,
+        help="refuse a model whose held-out MAE is worse than the live model's by more than "
+        "this fraction",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="publish even if worse than the live model"
+    )
+    parser.add_argument(
+        "--carry-weeks",
+        type=_weeks,
+        default=MAX_CARRY_WEEKS,
+        help="weeks a product missing from the tranche keeps the live model's estimate",
+    )
     args = parser.parse_args()
     with exit_on_failure(log, settings):
         main(
@@ -205,4 +349,8 @@ if __name__ == "__main__":
             args.r2_error_threshold,
             args.r2_warning_threshold,
             settings.signing_key_bytes(),
+            args.max_mae_regression,
+            args.force,
+            settings.model_version,
+            args.carry_weeks,
         )

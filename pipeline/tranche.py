@@ -23,6 +23,13 @@ _DATE_IN_KEY = re.compile(
 )
 
 
+# The compact (basic ISO 8601) form some drops use: 20210716 or 20210716T230000, standing
+# alone so that a longer run of digits (an export id) is never taken for a date.
+_COMPACT_DATE_IN_KEY = re.compile(
+    r"(?<!\d)(?P<date>\d{8})(?:T(?P<h>\d{2})(?P<m>\d{2})(?P<s>\d{2}))?(?!\d)"
+)
+
+
 class DatedKey(NamedTuple):
     key: str
     timestamp: datetime
@@ -34,13 +41,19 @@ def timestamp_in_key(key: str) -> Optional[datetime]:
     match = None
     for match in _DATE_IN_KEY.finditer(name):
         pass  # the last date in the name wins: prefixes may carry dates of their own
+    day_format = "%Y-%m-%d"
+    if match is None:
+        for match in _COMPACT_DATE_IN_KEY.finditer(name):
+            pass
+        day_format = "%Y%m%d"
     if match is None:
         return None
     try:
-        day = datetime.strptime(match.group("date"), "%Y-%m-%d")
+        day = datetime.strptime(match.group("date"), day_format)
         if match.group("h") is None:
             return day
-        micro = int((match.group("frac") or "0").ljust(6, "0"))
+        frac = match.groupdict().get("frac") or "0"
+        micro = int(frac.ljust(6, "0"))
         return day.replace(
             hour=int(match.group("h")),
             minute=int(match.group("m")),
@@ -61,6 +74,13 @@ def dated_tranche_keys(keys: Iterable[str]) -> List[DatedKey]:
         if stamp is not None:
             dated.append(DatedKey(key, stamp))
     return sorted(dated, key=lambda d: (d.timestamp, d.key))
+
+
+def undated_csv_keys(keys: Iterable[str]) -> List[str]:
+    """Return the CSV keys whose name carries no date this code can read (never trained on)."""
+    return sorted(
+        key for key in keys if key.lower().endswith(".csv") and timestamp_in_key(key) is None
+    )
 
 
 def tranche_key(timestamp: datetime) -> str:

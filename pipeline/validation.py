@@ -1,7 +1,8 @@
 """Check a tranche before training, reporting every problem rather than the first.
 
 What refuses a tranche (nothing is published, the run fails):
-- an empty file, or one that is not a CSV of text;
+- an empty file, or one that is not a CSV of text, or one delimited by something other than
+  commas (named in the refusal);
 - a missing column;
 - more than MAX_BAD_ROW_FRACTION of rows with bad values;
 - no product with enough rows to fit;
@@ -11,7 +12,9 @@ What only warns (the run goes on):
 - extra columns (ignored);
 - repeated header rows, and up to MAX_BAD_ROW_FRACTION of rows with a null, a wrong type, or
   a negative or non-finite value (those rows are dropped, with a count per problem);
-- products with fewer than MIN_ROWS_PER_PRODUCT rows (they get no estimate until they have).
+- product codes padded with spaces (trimmed, so " SKU001 " and "SKU001" are one product).
+
+CRLF line endings and a UTF-8 byte-order mark are read as they are, without comment.
 """
 import io
 from typing import Any, List, NamedTuple, Optional, Set, Tuple
@@ -21,11 +24,12 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from pipeline.model import MIN_ROWS_PER_PRODUCT
 from pipeline.tranche import COLUMNS, HOURS, MAX_PRODUCT_CODE_LENGTH, ORDERS, PRODUCT
 
 MAX_BAD_ROW_FRACTION = 0.01
 MIN_SIZE_RATIO = 0.5
+MIN_ROWS_PER_PRODUCT = 3  # at least one product must have a line of its own to learn from
+_DELIMITERS = {";": "semicolons", "\t": "tabs", "|": "pipes"}
 
 
 class TrancheReport(NamedTuple):
@@ -66,6 +70,14 @@ def read_tranche(raw: bytes) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ValueError(f"the file is not a readable CSV: {str(exc).strip()}") from exc
     frame.columns = [str(c).strip() for c in frame.columns]
+    if len(frame.columns) == 1:
+        header = str(frame.columns[0])
+        for delimiter, name in _DELIMITERS.items():
+            if header.count(delimiter) >= 1:
+                raise ValueError(
+                    f"the file is delimited by {name} ({delimiter!r}), not commas: its header "
+                    f"is {header[:80]!r}; export it as comma-separated values"
+                )
     return frame
 
 
@@ -91,6 +103,13 @@ def validate_tranche(
         warnings.append(f"dropped {int(headers.sum())} repeated header row(s)")
         frame = frame[~headers]
 
+    codes = frame[PRODUCT]
+    trimmed = codes.str.strip()
+    padded = int((codes.notna() & (trimmed != codes)).sum())
+    if padded:
+        warnings.append(f"trimmed spaces around the product code of {padded} row(s)")
+        frame = frame.assign(**{PRODUCT: trimmed})
+
     frame, not_numbers = _to_numbers(frame)
     schema_rows, problems = _bad_rows(frame[~not_numbers.any(axis=1)])
     bad_rows = not_numbers.index[not_numbers.any(axis=1)].union(pd.Index(list(schema_rows)))
@@ -114,12 +133,6 @@ def validate_tranche(
         thin = counts[counts < MIN_ROWS_PER_PRODUCT]
         if len(thin) == len(counts):
             refusals.append(f"no product has the {MIN_ROWS_PER_PRODUCT} rows needed to fit")
-        elif len(thin):
-            warnings.append(
-                f"{len(thin)} product(s) have fewer than {MIN_ROWS_PER_PRODUCT} rows and get "
-                f"no estimate: {', '.join(sorted(thin.index)[:5])}"
-                + (" ..." if len(thin) > 5 else "")
-            )
     if previous_rows and len(clean) < MIN_SIZE_RATIO * previous_rows:
         refusals.append(
             f"only {len(clean)} usable rows, under {MIN_SIZE_RATIO:.0%} of the "

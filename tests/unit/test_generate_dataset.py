@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from pipeline import generate_dataset
-from pipeline.generate_dataset import generate_tranche, product_codes, true_hours
+from pipeline.generate_dataset import (
+    OUTLIER_HOURS,
+    UNDATED_EXPORT_KEY,
+    generate_tranche,
+    line_hours,
+    product_codes,
+    to_csv_bytes,
+)
 from pipeline.store import KeyExistsError, LocalStore
 from pipeline.tranche import COLUMNS, DATASETS_PREFIX, HOURS, ORDERS, PRODUCT
 
@@ -18,14 +25,59 @@ def test_generated_tranche_has_the_real_columns_and_is_never_negative() -> None:
     assert set(tranche.data[PRODUCT]) <= set(product_codes(20))
 
 
-def test_generated_hours_grow_with_orders_around_the_true_function_with_known_noise() -> None:
-    tranche = generate_tranche(rows=20000, skus=3, seed=2)
-    residual = tranche.data[HOURS].to_numpy() - true_hours(tranche.products, tranche.data)
+def test_generated_tranche_has_the_shape_measured_on_a_real_one() -> None:
+    tranche = generate_tranche(rows=50_000, skus=20, seed=2)
+    data, products = tranche.data, tranche.products
+    assert products["base_hours"].between(0, 0.2).all()  # lines often cross zero once fitted
+    assert products["hours_per_order"].between(0.07, 0.18).all()
+    assert 0.02 < (data[HOURS] == 0).mean() < 0.04  # hours floored at zero: about 3% zeros
+    assert data[ORDERS].between(0, 320).all()
+    assert 45 <= data[ORDERS].median() <= 65 and 68 <= data[ORDERS].mean() <= 78
+    away_from_floor = data[ORDERS] > 40
+    residual = (data[HOURS] - line_hours(products, data))[away_from_floor]
     assert abs(residual.mean()) < 0.03
     assert residual.std() == pytest.approx(tranche.noise_sd, rel=0.05)
-    assert (tranche.products["hours_per_order"] > 0).all()
-    for _, rows in tranche.data.groupby(PRODUCT):
+    for _, rows in data.groupby(PRODUCT):
         assert np.corrcoef(rows[ORDERS], rows[HOURS])[0, 1] > 0.5
+
+
+def test_zipf_popularity_gives_a_long_tailed_catalogue() -> None:
+    counts = generate_tranche(100_000, 5000, seed=1, zipf=1.1).data[PRODUCT].value_counts()
+    assert counts.iloc[0] > 5000  # a few products have thousands of rows a week
+    assert (counts <= 2).sum() > 1000  # many have one or two
+    assert counts.median() < 10  # most have a handful
+
+
+def test_successive_weeks_of_one_catalogue_share_the_products_lines() -> None:
+    week1 = generate_tranche(100, 5, seed=1)
+    week2 = generate_tranche(100, 5, seed=2)
+    assert week1.products.equals(week2.products)
+    assert not week1.data.equals(week2.data)
+
+
+def test_each_quirk_of_real_drops_can_be_injected() -> None:
+    clean = generate_tranche(1000, 5, seed=3).data
+    quirky = generate_tranche(1000, 5, seed=3, quirks=["spaces", "outlier"]).data
+    padded = quirky[PRODUCT] != quirky[PRODUCT].str.strip()
+    assert 20 < padded.sum() < 100
+    assert (quirky[PRODUCT].str.strip() == clean[PRODUCT]).all()
+    assert (quirky[HOURS] == OUTLIER_HOURS).sum() == 1
+    assert b"\r\n" in to_csv_bytes(clean, ["crlf"])
+    assert to_csv_bytes(clean, ["semicolon"]).startswith(
+        b"hours_to_dispatch;orders_placed;product_code"
+    )
+    with pytest.raises(ValueError, match="unknown quirk"):
+        generate_tranche(10, 1, quirks=["typo"])
+
+
+def test_main_writes_a_compact_dated_key_and_an_undated_export_when_asked(
+    store: LocalStore,
+) -> None:
+    key = generate_dataset.main(
+        store, rows=50, when=datetime(2021, 7, 16), quirks=["compact-date", "undated-export"]
+    )
+    assert key == "datasets/time_to_dispatch_20210716.csv"
+    assert store.list_keys(DATASETS_PREFIX) == [UNDATED_EXPORT_KEY, key]
 
 
 def test_generation_is_repeatable_with_a_seed_and_differs_without() -> None:

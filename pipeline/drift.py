@@ -1,0 +1,131 @@
+"""Data drift: a compact profile of the training data, and how a new tranche departs from it.
+
+Each model's metadata keeps a profile of the tranche it learned from: rows, products, the
+deciles of orders and hours with the share of rows between them, and the same for its most
+ordered products. A new tranche is binned on the live model's deciles and compared with the
+Population Stability Index (the symmetrised Kullback-Leibler divergence, from scipy): under
+0.1 is noise, 0.1 to 0.25 a moderate shift, over 0.25 a shift worth a look.
+"""
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import pandas as pd
+from scipy.stats import entropy
+
+from pipeline.tranche import HOURS, ORDERS, PRODUCT
+
+PSI_THRESHOLD = 0.25
+TOP_PRODUCTS = 20  # products profiled one by one: the most ordered
+MIN_ROWS_PER_PRODUCT = 500  # fewer rows make a product's PSI mostly sampling noise
+_DECILES = np.linspace(0.0, 1.0, 11)
+_FLOOR = 1e-4  # share given to an empty bin, so the PSI stays finite
+
+
+def _histogram(values: pd.Series) -> Dict[str, List[float]]:
+    quantiles = np.quantile(values.to_numpy(dtype=float), _DECILES)
+    edges = np.unique(quantiles[1:-1])
+    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+    return {
+        "quantiles": [round(float(q), 4) for q in quantiles],
+        "edges": [float(e) for e in edges],
+        "shares": [round(float(c), 6) for c in counts / max(len(values), 1)],
+    }
+
+
+def profile(data: pd.DataFrame) -> Dict[str, Any]:
+    """Return the compact profile of a training tranche kept in the model's metadata."""
+    counts = data[PRODUCT].value_counts()
+    top = counts.head(TOP_PRODUCTS)
+    groups = data[data[PRODUCT].isin(top.index)].groupby(PRODUCT, sort=False)
+    return {
+        "rows": int(len(data)),
+        "products": int(len(counts)),
+        ORDERS: _histogram(data[ORDERS]),
+        HOURS: _histogram(data[HOURS]),
+        "top_products": {
+            str(code): {
+                "rows": int(top[code]),
+                ORDERS: _histogram(rows[ORDERS]),
+                HOURS: _histogram(rows[HOURS]),
+            }
+            for code, rows in groups
+        },
+    }
+
+
+def psi(expected: np.ndarray, actual: np.ndarray) -> float:
+    """Return the Population Stability Index of two distributions over the same bins."""
+    p = np.clip(np.asarray(actual, float), _FLOOR, None)
+    q = np.clip(np.asarray(expected, float), _FLOOR, None)
+    p, q = p / p.sum(), q / q.sum()
+    return float(entropy(p, q) + entropy(q, p))
+
+
+def _shift(live: Dict[str, Any], values: pd.Series) -> Dict[str, Any]:
+    edges = np.asarray(live["edges"], dtype=float)
+    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+    return {
+        "psi": round(psi(np.asarray(live["shares"]), counts / max(len(values), 1)), 4),
+        "median_before": live["quantiles"][5],
+        "median_after": round(float(values.median()), 4),
+    }
+
+
+def compare(live: Optional[Dict[str, Any]], data: pd.DataFrame) -> List[Dict[str, Any]]:
+    """Return one entry per statistic compared (column, product or all, PSI, medians)."""
+    if not live:
+        return []
+    shifts: List[Dict[str, Any]] = []
+    for column in (ORDERS, HOURS):
+        shifts.append({"statistic": column, "product": None, **_shift(live[column], data[column])})
+    counts = data[PRODUCT].value_counts()
+    top = live.get("top_products", {})
+    before = np.array([top[c]["rows"] / live["rows"] for c in top] + [0.0])
+    before[-1] = max(1.0 - before[:-1].sum(), 0.0)
+    after = np.array([counts.get(c, 0) / len(data) for c in top] + [0.0])
+    after[-1] = max(1.0 - after[:-1].sum(), 0.0)
+    changes = sorted(top, key=lambda c: -abs(counts.get(c, 0) / len(data) - top[c]["rows"]
+                                             / live["rows"]))
+    shifts.append(
+        {
+            "statistic": "rows_per_product",
+            "product": None,
+            "psi": round(psi(before, after), 4),
+            "most_changed": {c: [top[c]["rows"], int(counts.get(c, 0))] for c in changes[:3]},
+        }
+    )
+    groups = data[data[PRODUCT].isin(list(top))].groupby(PRODUCT, sort=True)
+    for code, rows in groups:
+        if len(rows) < MIN_ROWS_PER_PRODUCT or top[code]["rows"] < MIN_ROWS_PER_PRODUCT:
+            continue
+        for column in (ORDERS, HOURS):
+            shifts.append(
+                {"statistic": column, "product": str(code),
+                 **_shift(top[code][column], rows[column])}
+            )
+    return shifts
+
+
+def describe_drift(shifts: List[Dict[str, Any]], threshold: float = PSI_THRESHOLD) -> List[str]:
+    """Return a warning for each statistic that shifted beyond the threshold."""
+    warnings = []
+    for shift in shifts:
+        if shift["psi"] < threshold:
+            continue
+        where = f"product {shift['product']}" if shift["product"] else "the tranche"
+        if shift["statistic"] == "rows_per_product":
+            changed = ", ".join(
+                f"{code} {before}→{after} rows" for code, (before, after) in
+                shift["most_changed"].items()
+            )
+            detail = f"the mix of products changed ({changed})"
+        else:
+            detail = (
+                f"{shift['statistic']} shifted: median {shift['median_before']:g} → "
+                f"{shift['median_after']:g}"
+            )
+        warnings.append(
+            f"drift in {where}: {detail} (PSI {shift['psi']:.2f} ≥ {threshold:g} against "
+            "the live model's training data)"
+        )
+    return warnings

@@ -1,0 +1,293 @@
+"""The regressor: a line per product, partially pooled toward the catalogue-wide line.
+
+Hours to dispatch are linear in orders placed for each product, with the same noise
+everywhere (notebooks/). A real catalogue is long-tailed: a product with thousands of rows
+a week gets its own line, a product with one or two rows cannot have one, and treating each
+alone (or refusing it) wastes what the rest of the catalogue says. So each product's line
+(intercept, slope) is drawn from a catalogue-wide normal distribution whose mean, covariance
+and the noise are estimated from all products by maximising their marginal likelihood
+(empirical Bayes); each product then gets its posterior mean line, pulled toward the
+catalogue line by as much as its own rows leave uncertain. Everything is closed form over
+per-product sums, so 10,000 products fit in milliseconds.
+
+The estimator follows scikit-learn's API (`fit(X, y)` on a DataFrame of product_code and
+orders_placed, `predict`, `get_params`/`set_params`), so it can be cross-validated and tuned
+with scikit-learn's model-selection tools; `prior_scale` scales the learned pooling strength
+(1: as learned; 0: one line for all; inf: each product alone where it can be).
+What is served is `served_model()`: plain numbers that load without scikit-learn.
+"""
+from typing import Any, NamedTuple, Optional, Tuple
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
+
+from pipeline.model import ProductLinearModel
+from pipeline.tranche import ORDERS, PRODUCT
+
+MIN_ROWS_ALONE = 3  # rows a product needs for a line of its own without pooling
+
+
+class Sums(NamedTuple):
+    """Per-product sufficient statistics in standardised orders u = (x - centre) / scale."""
+
+    n: np.ndarray
+    su: np.ndarray
+    suu: np.ndarray
+    sy: np.ndarray
+    suy: np.ndarray
+    syy: np.ndarray
+
+
+class Prior(NamedTuple):
+    """The catalogue-wide distribution of lines in u-space, and the noise variance."""
+
+    mean: np.ndarray  # (2,): intercept, slope
+    cov: np.ndarray  # (2, 2)
+    noise_var: float
+
+
+class Posterior(NamedTuple):
+    """Each product's posterior line in u-space: mean (k, 2) and covariance terms (k, 3)."""
+
+    mean: np.ndarray
+    cov: np.ndarray  # columns: var(intercept), cov(intercept, slope), var(slope)
+
+
+def grouped_sums(codes: np.ndarray, u: np.ndarray, y: np.ndarray, k: int) -> Sums:
+    """Sum what the likelihood needs per product, all products at once."""
+    return Sums(
+        np.bincount(codes, minlength=k).astype(float),
+        np.bincount(codes, u, k),
+        np.bincount(codes, u * u, k),
+        np.bincount(codes, y, k),
+        np.bincount(codes, u * y, k),
+        np.bincount(codes, y * y, k),
+    )
+
+
+def _solve_g(
+    s: Sums, cov: np.ndarray, noise_var: float
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return the entries and determinant of G = noise_var * I + cov @ A per product.
+
+    Written without inverting `cov`, so a nearly singular prior (all products alike in one
+    direction, as real intercepts are) stays stable.
+    """
+    taa, tab, tbb = cov[0, 0], cov[0, 1], cov[1, 1]
+    g00 = noise_var + taa * s.n + tab * s.su
+    g01 = taa * s.su + tab * s.suu
+    g10 = tab * s.n + tbb * s.su
+    g11 = noise_var + tab * s.su + tbb * s.suu
+    return g00, g01, g10, g11, g00 * g11 - g01 * g10
+
+
+def negative_log_marginal(s: Sums, prior: Prior) -> float:
+    """Return -log p(y | prior) summed over products, lines integrated out."""
+    m0, m1 = prior.mean
+    v = prior.noise_var
+    xr0 = s.sy - (s.n * m0 + s.su * m1)
+    xr1 = s.suy - (s.su * m0 + s.suu * m1)
+    rr = s.syy - 2 * (m0 * s.sy + m1 * s.suy) + m0 * m0 * s.n + 2 * m0 * m1 * s.su
+    rr = rr + m1 * m1 * s.suu
+    g00, g01, g10, g11, det = _solve_g(s, prior.cov, v)
+    w0 = prior.cov[0, 0] * xr0 + prior.cov[0, 1] * xr1
+    w1 = prior.cov[0, 1] * xr0 + prior.cov[1, 1] * xr1
+    quad = xr0 * (g11 * w0 - g01 * w1) / det + xr1 * (-g10 * w0 + g00 * w1) / det
+    total = s.n.sum() * np.log(2 * np.pi * v) + np.log(det / (v * v)).sum()
+    total += (rr - quad).sum() / v
+    return float(0.5 * total)
+
+
+def _prior_from(params: np.ndarray) -> Prior:
+    l00, l10, l11 = np.exp(params[3]), params[4], np.exp(params[5])
+    chol = np.array([[l00, 0.0], [l10, l11]])
+    return Prior(params[:2].copy(), chol @ chol.T, float(np.exp(2 * params[2])))
+
+
+def fit_prior(s: Sums) -> Prior:
+    """Estimate the catalogue-wide line distribution and the noise by empirical Bayes."""
+    n_all = s.n.sum()
+    # Start from the pooled least-squares line and the within-product residual variance.
+    a = np.array([[n_all, s.su.sum()], [s.su.sum(), s.suu.sum()]])
+    mean = np.linalg.lstsq(a, np.array([s.sy.sum(), s.suy.sum()]), rcond=None)[0]
+    within = _within_product_variance(s)
+    spread = max(float(s.syy.sum() / n_all - (s.sy.sum() / n_all) ** 2), 1e-12)
+    noise_var = within if within is not None else spread / 2
+    start = np.array(
+        [mean[0], mean[1], 0.5 * np.log(noise_var), 0.5 * np.log(spread / 10), 0.0,
+         0.5 * np.log(spread / 10)]
+    )
+    scale = max(n_all, 1.0)
+
+    def objective(params: np.ndarray) -> float:
+        return negative_log_marginal(s, _prior_from(params)) / scale
+
+    bounds = [(None, None), (None, None), (-15, 15), (-20, 15), (None, None), (-20, 15)]
+    result = optimize.minimize(objective, start, method="L-BFGS-B", bounds=bounds)
+    return _prior_from(result.x)
+
+
+def _within_product_variance(s: Sums) -> Optional[float]:
+    """Return the residual variance about each product's own least-squares line, pooled."""
+    sxx = s.suu - s.su**2 / np.maximum(s.n, 1)
+    ok = (s.n >= MIN_ROWS_ALONE) & (sxx > 1e-12)
+    if not ok.any() or (s.n[ok] - 2).sum() <= 0:
+        return None
+    sxy = s.suy - s.su * s.sy / np.maximum(s.n, 1)
+    syy = s.syy - s.sy**2 / np.maximum(s.n, 1)
+    rss = np.clip(syy[ok] - sxy[ok] ** 2 / sxx[ok], 0.0, None)
+    return max(float(rss.sum() / (s.n[ok] - 2).sum()), 1e-12)
+
+
+def posterior(s: Sums, prior: Prior, prior_scale: float = 1.0) -> Posterior:
+    """Return each product's posterior line given the prior, its strength scaled."""
+    k = len(s.n)
+    if np.isinf(prior_scale):
+        return _alone(s, prior)
+    cov = prior.cov * prior_scale
+    v = prior.noise_var
+    m0, m1 = prior.mean
+    xr0 = s.sy - (s.n * m0 + s.su * m1)
+    xr1 = s.suy - (s.su * m0 + s.suu * m1)
+    # B = I + cov A / v; posterior mean = prior mean + B^-1 cov X'r / v; covariance B^-1 cov.
+    g00, g01, g10, g11, det = _solve_g(s, cov, v)
+    w0 = cov[0, 0] * xr0 + cov[0, 1] * xr1
+    w1 = cov[0, 1] * xr0 + cov[1, 1] * xr1
+    mean = np.column_stack(
+        [m0 + (g11 * w0 - g01 * w1) / det, m1 + (-g10 * w0 + g00 * w1) / det]
+    )
+    # B^-1 = v * G^-1, so the covariance is v * G^-1 cov.
+    c00 = v * (g11 * cov[0, 0] - g01 * cov[0, 1]) / det
+    c01 = v * (g11 * cov[0, 1] - g01 * cov[1, 1]) / det
+    c11 = v * (-g10 * cov[0, 1] + g00 * cov[1, 1]) / det
+    covs = np.column_stack([c00, c01, c11]) if k else np.zeros((0, 3))
+    return Posterior(mean, covs)
+
+
+def _alone(s: Sums, prior: Prior) -> Posterior:
+    """No pooling: each product's own least-squares line, the catalogue's where it has none."""
+    n = np.maximum(s.n, 1)
+    sxx = s.suu - s.su**2 / n
+    ok = (s.n >= MIN_ROWS_ALONE) & (sxx > 1e-12)
+    slope = np.where(ok, (s.suy - s.su * s.sy / n) / np.where(ok, sxx, 1), prior.mean[1])
+    intercept = np.where(ok, s.sy / n - slope * s.su / n, prior.mean[0])
+    v = prior.noise_var
+    safe = np.where(ok, sxx, 1)
+    covs = np.column_stack(
+        [
+            np.where(ok, v / n + v * (s.su / n) ** 2 / safe, prior.cov[0, 0]),
+            np.where(ok, -v * (s.su / n) / safe, prior.cov[0, 1]),
+            np.where(ok, v / safe, prior.cov[1, 1]),
+        ]
+    )
+    return Posterior(np.column_stack([intercept, slope]), covs)
+
+
+class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
+    """Hours = intercept[product] + slope[product] * orders placed, partially pooled.
+
+    Parameters:
+        prior_scale: multiplies the catalogue-wide covariance learned by empirical Bayes.
+            1.0 uses it as learned; smaller pools harder, float("inf") does not pool.
+
+    Predictions are floored at zero, as the service floors them; a product not seen in
+    training gets the catalogue-wide line.
+    """
+
+    def __init__(self, prior_scale: float = 1.0) -> None:
+        self.prior_scale = prior_scale
+
+    def fit(self, X: pd.DataFrame, y: Any) -> "PooledLinearRegressor":
+        """Learn the catalogue-wide prior, then each product's posterior line."""
+        codes, products, x = _features(X)
+        target = np.asarray(y, dtype=float)
+        if len(target) != len(x) or not len(x):
+            raise ValueError(f"X has {len(x)} rows and y {len(target)}: need as many, and some")
+        if not (np.isfinite(x).all() and np.isfinite(target).all()):
+            raise ValueError("orders placed and hours must be finite numbers")
+        self.x_centre_ = float(x.mean())
+        self.x_scale_ = float(x.std()) or 1.0
+        u = (x - self.x_centre_) / self.x_scale_
+        sums = grouped_sums(codes, u, target, len(products))
+        self.prior_ = fit_prior(sums)
+        post = posterior(sums, self.prior_, self.prior_scale)
+        self.product_codes_ = np.asarray(products, dtype=object)
+        self.rows_ = sums.n.astype(np.int64)
+        self.intercepts_, self.slopes_ = self._to_orders(post.mean[:, 0], post.mean[:, 1])
+        catalogue = self._to_orders(self.prior_.mean[:1], self.prior_.mean[1:])
+        self.catalogue_intercept_ = float(catalogue[0][0])
+        self.catalogue_slope_ = float(catalogue[1][0])
+        self.posterior_cov_ = post.cov  # in standardised orders
+        self.slope_sd_ = np.sqrt(np.clip(post.cov[:, 2], 0, None)) / self.x_scale_
+        self.noise_sd_ = float(np.sqrt(self.prior_.noise_var))
+        self.n_features_in_ = 2
+        self.feature_names_in_ = np.asarray([PRODUCT, ORDERS], dtype=object)
+        self._index = pd.Index(self.product_codes_)
+        return self
+
+    def _to_orders(self, alpha: np.ndarray, beta: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        slope = beta / self.x_scale_
+        return alpha - slope * self.x_centre_, slope
+
+    def product_index(self, product_codes: Any) -> np.ndarray:
+        """Return each code's position among the fitted products, -1 for an unseen one."""
+        check_is_fitted(self, "intercepts_")
+        index: np.ndarray = self._index.get_indexer(pd.Index(product_codes))
+        return index
+
+    def predict_line(self, X: pd.DataFrame) -> np.ndarray:
+        """Return each row's posterior line value, not floored (for residuals)."""
+        _, _, x = _features(X, factorize=False)
+        idx = self.product_index(X[PRODUCT])
+        known = idx >= 0
+        safe = np.where(known, idx, 0)
+        intercept = np.where(known, self.intercepts_[safe], self.catalogue_intercept_)
+        slope = np.where(known, self.slopes_[safe], self.catalogue_slope_)
+        line: np.ndarray = intercept + slope * x
+        return line
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Estimate hours for each row as the service would: never below zero."""
+        hours: np.ndarray = np.clip(self.predict_line(X), 0.0, None)
+        return hours
+
+    def leverage(self, X: pd.DataFrame) -> np.ndarray:
+        """Return each row's posterior variance of its line value over the noise variance.
+
+        For a row used in the fit this is its hat value h, and its residual divided by
+        sqrt(1 - h) is its leave-one-out residual in noise units (the outlier screen uses it).
+        Unseen products get the prior's variance.
+        """
+        _, _, x = _features(X, factorize=False)
+        u = (x - self.x_centre_) / self.x_scale_
+        idx = self.product_index(X[PRODUCT])
+        known = idx >= 0
+        cov = self.posterior_cov_[np.where(known, idx, 0)]
+        prior = self.prior_.cov * (1.0 if np.isinf(self.prior_scale) else self.prior_scale)
+        c00 = np.where(known, cov[:, 0], prior[0, 0])
+        c01 = np.where(known, cov[:, 1], prior[0, 1])
+        c11 = np.where(known, cov[:, 2], prior[1, 1])
+        var: np.ndarray = (c00 + 2 * c01 * u + c11 * u * u) / self.prior_.noise_var
+        return var
+
+    def served_model(self) -> ProductLinearModel:
+        """Return the plain-number model the service loads (no scikit-learn needed)."""
+        check_is_fitted(self, "intercepts_")
+        return ProductLinearModel(
+            tuple(str(c) for c in self.product_codes_),
+            tuple(float(v) for v in self.intercepts_),
+            tuple(float(v) for v in self.slopes_),
+        )
+
+
+def _features(X: pd.DataFrame, factorize: bool = True) -> Tuple[np.ndarray, Any, np.ndarray]:
+    if not isinstance(X, pd.DataFrame) or not {PRODUCT, ORDERS} <= set(X.columns):
+        raise ValueError(f"X must be a DataFrame with columns {PRODUCT!r} and {ORDERS!r}")
+    x = X[ORDERS].to_numpy(dtype=float)
+    if not factorize:
+        return np.empty(0, np.int64), None, x
+    codes, products = pd.factorize(X[PRODUCT], sort=True)
+    return codes, products, x

@@ -1,0 +1,129 @@
+"""Judge a model before it is published: held-out metrics, logic checks, the live model.
+
+Everything here is pure: models and DataFrames in, numbers and messages out.
+"""
+from typing import Any, Dict, List, NamedTuple, Optional
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+from sklearn.metrics import mean_absolute_error, r2_score
+
+from pipeline.model import ProductLinearModel
+from pipeline.tranche import HOURS, ORDERS, PRODUCT
+
+ABSURD_FACTOR = 2.0  # an estimate above twice the longest dispatch seen is not believable
+FALSE_ALARM_RATE = 0.01  # chance, over the whole catalogue, that noise alone fails a check
+MAX_MAE_REGRESSION = 0.05  # the new model may be this much worse than the live one, no more
+
+
+class Split(NamedTuple):
+    train: pd.DataFrame
+    test: pd.DataFrame
+
+
+class TaskMetrics(NamedTuple):
+    r2: float
+    mae: float
+    rows: int
+
+
+def split_by_product(data: pd.DataFrame, test_fraction: float = 0.2, seed: int = 0) -> Split:
+    """Hold out about `test_fraction` of each product's rows, so every product is both fitted
+    and tested (a product with fewer than 1/test_fraction rows is only fitted)."""
+    every = max(2, round(1 / test_fraction))
+    shuffled = data.sample(frac=1.0, random_state=seed)
+    rank = shuffled.groupby(PRODUCT, sort=False).cumcount()
+    is_test = (rank % every == every - 1).to_numpy()
+    return Split(
+        shuffled[~is_test].reset_index(drop=True), shuffled[is_test].reset_index(drop=True)
+    )
+
+
+def evaluate(model: ProductLinearModel, test: pd.DataFrame) -> TaskMetrics:
+    """Return R² and MAE of the served estimates on the held-out rows of known products."""
+    known = test[test[PRODUCT].map(model.knows).astype(bool)]
+    if known.empty:
+        raise ValueError("no held-out rows for any fitted product: the tranche is too small")
+    actual = known[HOURS].to_numpy(dtype=float)
+    predicted = model.predict(known[PRODUCT].tolist(), known[ORDERS].to_numpy())
+    r2 = float(r2_score(actual, predicted)) if len(known) > 1 else 0.0
+    return TaskMetrics(r2=r2, mae=float(mean_absolute_error(actual, predicted)), rows=len(known))
+
+
+def check_model_logic(
+    model: ProductLinearModel,
+    data: pd.DataFrame,
+    slope_sd: Optional[np.ndarray] = None,
+) -> List[str]:
+    """Return what is wrong with the estimates served over the tranche's range (empty: ok).
+
+    The service floors estimates at zero, so a line that dips below zero at an empty queue is
+    no defect. A product fails when, beyond what the noise in its slope allows (a z-score
+    corrected for the number of products), its estimates fall as orders grow, stay at zero
+    across the whole range, or rise above ABSURD_FACTOR times the longest dispatch seen.
+    """
+    codes = np.asarray(model.product_codes)
+    slopes = np.asarray(model.slopes, dtype=float)
+    intercepts = np.asarray(model.intercepts, dtype=float)
+    sd = np.zeros(len(codes)) if slope_sd is None else np.asarray(slope_sd, dtype=float)
+    z = float(norm.isf(FALSE_ALARM_RATE / max(len(codes), 1)))
+    high = float(data[ORDERS].max())
+    at_high = intercepts + slopes * high
+    margin = z * sd * max(high, 1.0)
+    ceiling = ABSURD_FACTOR * float(data[HOURS].max())
+    problems = []
+    for mask, what in (
+        (slopes + z * sd <= 0, "estimates do not rise with orders placed"),
+        (at_high + margin <= 0, f"estimates are zero for every queue up to {high:g} orders"),
+        (at_high - margin > ceiling, f"estimates exceed {ceiling:.1f} hours "
+                                     f"({ABSURD_FACTOR:g}x the longest dispatch)"),
+    ):
+        if mask.any():
+            problems.append(f"{what} for {int(mask.sum())} product(s): {_some(codes[mask])}")
+    return problems
+
+
+def compare_with_live(
+    new: ProductLinearModel,
+    live: ProductLinearModel,
+    live_version: str,
+    test: pd.DataFrame,
+) -> Dict[str, Any]:
+    """Score the new and the live model on the same held-out rows (those both can answer).
+
+    The live model's score is how last week's model does on the week that followed: the
+    first sign of drift, and the bar the new model must clear.
+    """
+    both = test[test[PRODUCT].map(lambda c: live.knows(c) and new.knows(c)).astype(bool)]
+    if both.empty:
+        return {"live_version": live_version, "rows": 0}
+    new_metrics = evaluate(new, both)
+    live_metrics = evaluate(live, both)
+    return {
+        "live_version": live_version,
+        "live_mae": live_metrics.mae,
+        "live_r2": live_metrics.r2,
+        "new_mae": new_metrics.mae,
+        "new_r2": new_metrics.r2,
+        "rows": len(both),
+    }
+
+
+def mae_regression(comparison: Dict[str, Any], tolerance: float) -> Optional[str]:
+    """Return why the new model is worse than the live one beyond `tolerance`, or None."""
+    if not comparison.get("rows"):
+        return None
+    live, new = comparison["live_mae"], comparison["new_mae"]
+    if new <= live * (1 + tolerance):
+        return None
+    return (
+        f"the new model's held-out MAE {new:.4f} is worse than the live model "
+        f"{comparison['live_version']}'s {live:.4f} on the same {comparison['rows']} rows, "
+        f"by {new / live - 1:.1%} (tolerance {tolerance:.0%})"
+    )
+
+
+def _some(codes: np.ndarray, most: int = 5) -> str:
+    shown = ", ".join(codes[:most].tolist())
+    return shown + (f" and {len(codes) - most} more" if len(codes) > most else "")
