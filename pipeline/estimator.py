@@ -21,6 +21,7 @@ from typing import Any, NamedTuple, Optional, Tuple
 import numpy as np
 import pandas as pd
 from scipy import optimize
+from scipy.stats import norm
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -28,6 +29,7 @@ from pipeline.model import ProductLinearModel
 from pipeline.tranche import ORDERS, PRODUCT
 
 MIN_ROWS_ALONE = 3  # rows a product needs for a line of its own without pooling
+CENSORED_ROUNDS = 3  # EM rounds for hours floored at zero; the fit moves little after these
 
 
 class Sums(NamedTuple):
@@ -192,13 +194,18 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
     Parameters:
         prior_scale: multiplies the catalogue-wide covariance learned by empirical Bayes.
             1.0 uses it as learned; smaller pools harder, float("inf") does not pool.
+        censored_at_zero: hours are floored at zero, so a zero means "zero or less": each
+            zero is replaced by its expectation below zero under the current fit and the fit
+            repeated (EM for a Tobit model), which removes the upward pull of the floor on
+            lines near an empty queue.
 
     Predictions are floored at zero, as the service floors them; a product not seen in
     training gets the catalogue-wide line.
     """
 
-    def __init__(self, prior_scale: float = 1.0) -> None:
+    def __init__(self, prior_scale: float = 1.0, censored_at_zero: bool = True) -> None:
         self.prior_scale = prior_scale
+        self.censored_at_zero = censored_at_zero
 
     def fit(self, X: pd.DataFrame, y: Any) -> "PooledLinearRegressor":
         """Learn the catalogue-wide prior, then each product's posterior line."""
@@ -214,6 +221,17 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         sums = grouped_sums(codes, u, target, len(products))
         self.prior_ = fit_prior(sums)
         post = posterior(sums, self.prior_, self.prior_scale)
+        zero = target <= 0
+        if self.censored_at_zero and zero.any():
+            for _ in range(CENSORED_ROUNDS):
+                line = post.mean[codes[zero], 0] + post.mean[codes[zero], 1] * u[zero]
+                sd = np.sqrt(self.prior_.noise_var)
+                ratio = np.exp(norm.logpdf(line / sd) - norm.logsf(line / sd))
+                imputed = target.copy()
+                imputed[zero] = line - sd * ratio  # E[hours | hours <= 0] under the fit
+                sums = grouped_sums(codes, u, imputed, len(products))
+                self.prior_ = fit_prior(sums)
+                post = posterior(sums, self.prior_, self.prior_scale)
         self.product_codes_ = np.asarray(products, dtype=object)
         self.rows_ = sums.n.astype(np.int64)
         self.intercepts_, self.slopes_ = self._to_orders(post.mean[:, 0], post.mean[:, 1])

@@ -42,7 +42,7 @@ def screen_outliers(data: pd.DataFrame, z: float = OUTLIER_Z) -> Screened:
     noise = float("nan")
     for _ in range(MAX_ROUNDS):
         kept = ~excluded
-        model = PooledLinearRegressor().fit(features[kept], hours[kept])
+        model = PooledLinearRegressor(censored_at_zero=False).fit(features[kept], hours[kept])
         residual = hours - model.predict_line(features)
         leverage = model.leverage(features)
         # Rows in the fit: leave-one-out residual; rows out of it: predictive residual.

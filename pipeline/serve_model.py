@@ -77,7 +77,10 @@ def create_app(load_model: Callable[[], LoadedModel]) -> FastAPI:
             )
             kind = "dropped_product_code"
         else:
-            msg = f"unknown product code {code!r}: no order of it was ever seen in training"
+            msg = (
+                f"unknown product code {code!r}: never seen in any tranche the model "
+                "learned from"
+            )
             kind = "unknown_product_code"
         return RequestValidationError(
             [{"loc": ("body", "product_code"), "msg": msg, "type": kind, "input": code}]

@@ -27,6 +27,7 @@ import pandas as pd
 
 import scipy
 import sklearn
+from sklearn.base import clone
 
 from pipeline import drift
 from pipeline.catalogue import MAX_CARRY_WEEKS, carry_forward
@@ -129,8 +130,12 @@ def main(
     force: bool = False,
     live_version: Optional[str] = None,
     max_carry_weeks: int = MAX_CARRY_WEEKS,
+    estimator: Optional[PooledLinearRegressor] = None,
 ) -> str:
-    """Run the stage; return the published model's version. TrainingRefused if refused."""
+    """Run the stage; return the published model's version. TrainingRefused if refused.
+
+    `estimator` (cloned before fitting) lets a data scientist try other settings.
+    """
     log.info("Starting train-model stage.")
     started = time.perf_counter()
     key = newest_tranche_key(store)
@@ -164,7 +169,8 @@ def main(
     loaded = time.perf_counter()
 
     split = split_by_product(data)
-    estimator = PooledLinearRegressor().fit(split.train[[PRODUCT, ORDERS]], split.train[HOURS])
+    estimator = clone(estimator or PooledLinearRegressor())
+    estimator.fit(split.train[[PRODUCT, ORDERS]], split.train[HOURS])
     fitted = estimator.served_model()
     fitted_at = time.perf_counter()
     metrics = evaluate(fitted, split.test)

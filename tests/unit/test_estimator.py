@@ -87,7 +87,7 @@ def test_it_follows_the_estimator_api_so_model_selection_tools_tune_it() -> None
     data = generate_tranche(3000, 30, seed=7, zipf=1.1).data
     X, y = data[[PRODUCT, ORDERS]], data[HOURS]
     model = PooledLinearRegressor()
-    assert model.get_params() == {"prior_scale": 1.0}
+    assert model.get_params() == {"prior_scale": 1.0, "censored_at_zero": True}
     assert clone(model.set_params(prior_scale=0.5)).prior_scale == 0.5
     folds = KFold(3, shuffle=True, random_state=0)
     scores = cross_val_score(PooledLinearRegressor(), X, y, cv=folds, scoring="r2")

@@ -53,9 +53,17 @@ def test_invalid_requests_get_a_422_naming_the_field(
     assert response.json()["detail"][0]["loc"] == ["body", field]
 
 
-def test_unknown_product_is_named_in_the_message(client: TestClient) -> None:
+def test_unknown_product_is_named_in_the_message_as_never_seen(client: TestClient) -> None:
     response = client.post(API_PATH, json={"product_code": "SKU999", "orders_placed": 1})
-    assert "unknown product code 'SKU999'" in response.json()["detail"][0]["msg"]
+    detail = response.json()["detail"][0]
+    assert "unknown product code 'SKU999'" in detail["msg"] and "never seen" in detail["msg"]
+    assert detail["type"] == "unknown_product_code"
+
+
+def test_a_padded_product_code_is_answered_like_the_clean_one(client: TestClient) -> None:
+    clean = client.post(API_PATH, json={"product_code": "SKU002", "orders_placed": 50})
+    padded = client.post(API_PATH, json={"product_code": " SKU002  ", "orders_placed": 50})
+    assert padded.status_code == 200 and padded.json() == clean.json()
 
 
 def test_health_ready_and_docs_answer(client: TestClient, store_with_tranche: LocalStore) -> None:

@@ -65,7 +65,7 @@ def test_train_warns_when_r2_is_below_the_warning_threshold_only(
 def test_train_refuses_a_model_whose_estimates_fall_with_orders(store: LocalStore) -> None:
     data = generate_tranche(1000, 5, seed=7).data
     falling = data[PRODUCT] == "SKU003"
-    data.loc[falling, HOURS] = 20 - data.loc[falling, HOURS]
+    data.loc[falling, HOURS] = (60 - data.loc[falling, HOURS]).clip(lower=0)
     put_tranche(store, data)
     with pytest.raises(train_model.TrainingRefused, match="do not rise .* SKU003"):
         train_model.main(store)

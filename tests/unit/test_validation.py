@@ -86,10 +86,10 @@ def test_a_few_bad_rows_and_repeated_headers_are_dropped_with_a_count() -> None:
     assert len(report.data) == 400
 
 
-def test_products_with_too_few_rows_warn_and_a_tranche_where_none_has_enough_is_refused() -> None:
+def test_products_with_one_row_are_kept_and_a_tranche_where_none_has_enough_is_refused() -> None:
     report = check(HEADER + good_rows() + b"1.0,3,RARE\n")
-    assert report.refusals == []
-    assert "1 product(s) have fewer than 3 rows and get no estimate: RARE" in report.warnings
+    assert report.refusals == [] and report.warnings == []
+    assert "RARE" in set(report.data[PRODUCT])
     assert check(HEADER + b"1.0,3,A\n2.0,4,B\n").refusals == [
         "no product has the 3 rows needed to fit"
     ]
@@ -106,3 +106,32 @@ def test_product_codes_stay_text_even_when_they_look_like_numbers() -> None:
     report = check(HEADER + b"".join(b"%d,%d,007\n" % (i, i) for i in range(1, 5)))
     assert list(report.data[PRODUCT].unique()) == ["007"]
     assert isinstance(report.data, pd.DataFrame)
+
+
+def test_padded_product_codes_are_trimmed_into_one_product_with_a_count() -> None:
+    report = check(HEADER + b"1.0,3,SKU001\n2.0,5, SKU001  \n3.0,8,SKU001 \n")
+    assert report.refusals == []
+    assert report.warnings == ["trimmed spaces around the product code of 2 row(s)"]
+    assert report.data[PRODUCT].tolist() == ["SKU001"] * 3
+
+
+def test_a_code_of_spaces_alone_is_a_bad_row() -> None:
+    report = check(HEADER + good_rows(300) + b"1.0,3,   \n")
+    assert len(report.data) == 300
+    assert any("product_code is empty" in w for w in report.warnings)
+
+
+def test_crlf_line_endings_and_a_byte_order_mark_read_like_any_csv() -> None:
+    clean = check(HEADER + good_rows())
+    crlf = check(b"\xef\xbb\xbf" + (HEADER + good_rows()).replace(b"\n", b"\r\n"))
+    assert crlf.refusals == [] and crlf.warnings == []
+    assert crlf.data.equals(clean.data)
+
+
+@pytest.mark.parametrize("delimiter, name", [(b";", "semicolons"), (b"\t", "tabs"), (b"|", "pipes")])
+def test_a_file_delimited_by_something_else_is_refused_naming_the_delimiter(
+    delimiter: bytes, name: str
+) -> None:
+    raw = (HEADER + good_rows(20)).replace(b",", delimiter)
+    with pytest.raises(ValueError, match=f"delimited by {name}"):
+        check(raw)
