@@ -6,7 +6,7 @@ ordered products. A new tranche is binned on the live model's deciles and compar
 Population Stability Index (the symmetrised Kullback-Leibler divergence, from scipy): under
 0.1 is noise, 0.1 to 0.25 a moderate shift, over 0.25 a shift worth a look.
 """
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -53,7 +53,7 @@ def profile(data: pd.DataFrame) -> Dict[str, Any]:
     }
 
 
-def psi(expected: np.ndarray, actual: np.ndarray) -> float:
+def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
     """Return the Population Stability Index of two distributions over the same bins."""
     p = np.clip(np.asarray(actual, float), _FLOOR, None)
     q = np.clip(np.asarray(expected, float), _FLOOR, None)
@@ -65,7 +65,7 @@ def _shift(live: Dict[str, Any], values: pd.Series) -> Dict[str, Any]:
     edges = np.asarray(live["edges"], dtype=float)
     counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
     return {
-        "psi": round(psi(np.asarray(live["shares"]), counts / max(len(values), 1)), 4),
+        "psi": round(psi(live["shares"], list(counts / max(len(values), 1))), 4),
         "median_before": live["quantiles"][5],
         "median_after": round(float(values.median()), 4),
     }
@@ -90,7 +90,7 @@ def compare(live: Optional[Dict[str, Any]], data: pd.DataFrame) -> List[Dict[str
         {
             "statistic": "rows_per_product",
             "product": None,
-            "psi": round(psi(before, after), 4),
+            "psi": round(psi(list(before), list(after)), 4),
             "most_changed": {c: [top[c]["rows"], int(counts.get(c, 0))] for c in changes[:3]},
         }
     )

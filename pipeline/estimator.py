@@ -109,23 +109,37 @@ def _prior_from(params: np.ndarray) -> Prior:
     return Prior(params[:2].copy(), chol @ chol.T, float(np.exp(2 * params[2])))
 
 
-def fit_prior(s: Sums) -> Prior:
-    """Estimate the catalogue-wide line distribution and the noise by empirical Bayes."""
-    n_all = s.n.sum()
-    # Start from the pooled least-squares line and the within-product residual variance.
-    a = np.array([[n_all, s.su.sum()], [s.su.sum(), s.suu.sum()]])
-    mean = np.linalg.lstsq(a, np.array([s.sy.sum(), s.suy.sum()]), rcond=None)[0]
-    within = _within_product_variance(s)
-    spread = max(float(s.syy.sum() / n_all - (s.sy.sum() / n_all) ** 2), 1e-12)
-    noise_var = within if within is not None else spread / 2
-    start = np.array(
-        [mean[0], mean[1], 0.5 * np.log(noise_var), 0.5 * np.log(spread / 10), 0.0,
-         0.5 * np.log(spread / 10)]
+def _params_from(prior: Prior) -> np.ndarray:
+    chol = np.linalg.cholesky(prior.cov + 1e-12 * np.eye(2))
+    return np.array(
+        [prior.mean[0], prior.mean[1], 0.5 * np.log(prior.noise_var), np.log(chol[0, 0]),
+         chol[1, 0], np.log(chol[1, 1])]
     )
+
+
+def fit_prior(s: Sums, start_from: Optional[Prior] = None) -> Prior:
+    """Estimate the catalogue-wide line distribution and the noise by empirical Bayes.
+
+    `start_from` (a previous estimate on nearly the same data) makes a refit converge fast.
+    """
+    n_all = s.n.sum()
     scale = max(n_all, 1.0)
+    if start_from is not None:
+        start = _params_from(start_from)
+    else:
+        # Start from the pooled least-squares line and the within-product residual variance.
+        a = np.array([[n_all, s.su.sum()], [s.su.sum(), s.suu.sum()]])
+        mean = np.linalg.lstsq(a, np.array([s.sy.sum(), s.suy.sum()]), rcond=None)[0]
+        within = _within_product_variance(s)
+        spread = max(float(s.syy.sum() / n_all - (s.sy.sum() / n_all) ** 2), 1e-12)
+        noise_var = within if within is not None else spread / 2
+        start = np.array(
+            [mean[0], mean[1], 0.5 * np.log(noise_var), 0.5 * np.log(spread / 10), 0.0,
+             0.5 * np.log(spread / 10)]
+        )
 
     def objective(params: np.ndarray) -> float:
-        return negative_log_marginal(s, _prior_from(params)) / scale
+        return float(negative_log_marginal(s, _prior_from(params)) / scale)
 
     bounds = [(None, None), (None, None), (-15, 15), (-20, 15), (None, None), (-20, 15)]
     result = optimize.minimize(objective, start, method="L-BFGS-B", bounds=bounds)
@@ -230,7 +244,7 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
                 imputed = target.copy()
                 imputed[zero] = line - sd * ratio  # E[hours | hours <= 0] under the fit
                 sums = grouped_sums(codes, u, imputed, len(products))
-                self.prior_ = fit_prior(sums)
+                self.prior_ = fit_prior(sums, start_from=self.prior_)
                 post = posterior(sums, self.prior_, self.prior_scale)
         self.product_codes_ = np.asarray(products, dtype=object)
         self.rows_ = sums.n.astype(np.int64)

@@ -127,7 +127,7 @@ def inject_row_quirks(
 
 def line_hours(products: pd.DataFrame, data: pd.DataFrame) -> np.ndarray:
     """Return each row's expected hours on its product's true line (before the zero floor)."""
-    params = products.set_index(PRODUCT).loc[data[PRODUCT].str.strip()]
+    params = products.set_index(PRODUCT).loc[pd.Index(data[PRODUCT].str.strip())]
     base = params["base_hours"].to_numpy(dtype=float)
     rate = params["hours_per_order"].to_numpy(dtype=float)
     hours: np.ndarray = base + rate * data[ORDERS].to_numpy(dtype=float)

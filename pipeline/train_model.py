@@ -316,6 +316,13 @@ def _tolerance(text: str) -> float:
     return value
 
 
+def _prior_scale(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"a prior scale is 0 or more (or inf), got {value}")
+    return value
+
+
 def _weeks(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 52:
@@ -343,6 +350,13 @@ if __name__ == "__main__":
         "--force", action="store_true", help="publish even if worse than the live model"
     )
     parser.add_argument(
+        "--prior-scale",
+        type=_prior_scale,
+        default=1.0,
+        help="pooling strength: 1 as learned from the data (empirical Bayes); smaller pools "
+        "harder (0: one line for every product); inf: each product alone",
+    )
+    parser.add_argument(
         "--carry-weeks",
         type=_weeks,
         default=MAX_CARRY_WEEKS,
@@ -359,4 +373,5 @@ if __name__ == "__main__":
             args.force,
             settings.model_version,
             args.carry_weeks,
+            PooledLinearRegressor(prior_scale=args.prior_scale),
         )

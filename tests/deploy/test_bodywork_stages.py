@@ -25,7 +25,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from pipeline.generate_dataset import generate_tranche, to_csv_bytes, true_hours
+from pipeline.generate_dataset import best_estimate, generate_tranche, to_csv_bytes
 from pipeline.tranche import ORDERS, PRODUCT
 from tests.deploy.stage_requirements import REPO, load_bodywork_config
 from tests.seaweedfs import S3Server, make_bucket, running_seaweedfs
@@ -179,7 +179,7 @@ def test_bodywork_trains_a_model_into_s3_and_serves_estimates_from_it(
         answer = response.json()
         assert answer["model_version"] == published[1]
         asked = pd.DataFrame({PRODUCT: ["SKU003"], ORDERS: [120]})
-        expected = true_hours(tranche.products, asked)[0]
+        expected = best_estimate(tranche.products, asked)[0]
         assert abs(answer["est_hours_to_dispatch"] - expected) < 0.5, (answer, expected)
         # As Kubernetes stops a pod: SIGTERM, here to Bodywork and the server it started.
         stop_group(serve)

@@ -24,7 +24,9 @@ def mae_ratio_to_best(
     model = PooledLinearRegressor(prior_scale).fit(split.train[[PRODUCT, ORDERS]],
                                                    split.train[HOURS])
     actual = split.test[HOURS].to_numpy()
-    served = model.served_model().predict(split.test[PRODUCT].tolist(), split.test[ORDERS])
+    served = model.served_model().predict(
+        split.test[PRODUCT].tolist(), split.test[ORDERS].to_numpy()
+    )
     best = np.abs(actual - best_estimate(tranche.products, split.test)).mean()
     return float(np.abs(actual - served).mean() / best)
 

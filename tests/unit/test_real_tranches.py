@@ -1,5 +1,7 @@
 """The weekly run on real-shaped tranches: no good model refused, each quirk handled."""
 from datetime import datetime
+from pathlib import Path
+from typing import Tuple
 
 import numpy as np
 import pytest
@@ -7,14 +9,16 @@ import pytest
 from pipeline import generate_dataset, train_model
 from pipeline.evaluation import split_by_product
 from pipeline.generate_dataset import best_estimate, generate_tranche
-from pipeline.registry import load_newest_model
+from pipeline.registry import LoadedModel, load_newest_model
 from pipeline.store import LocalStore
 from pipeline.tranche import HOURS, ORDERS, PRODUCT
 
 WEEK = datetime(2021, 7, 16, 23)
 
 
-def held_out_mae_ratio(store: LocalStore, rows: int, skus: int, seed: int, zipf: float = 0.0):  # type: ignore[no-untyped-def]  # noqa: E501
+def held_out_mae_ratio(
+    store: LocalStore, rows: int, skus: int, seed: int, zipf: float = 0.0
+) -> Tuple[LoadedModel, float]:
     """Train through the stage; return the published model and its MAE over the truth's."""
     tranche = generate_tranche(rows, skus, seed, zipf or None)
     generate_dataset.main(store, rows, skus, WEEK, seed, zipf=zipf or None)
@@ -29,7 +33,7 @@ def held_out_mae_ratio(store: LocalStore, rows: int, skus: int, seed: int, zipf:
 
 @pytest.mark.parametrize("seed", range(50))
 def test_no_good_model_is_refused_and_each_is_within_3_percent_of_the_truth(
-    tmp_path: "object", seed: int
+    tmp_path: Path, seed: int
 ) -> None:
     _, ratio = held_out_mae_ratio(LocalStore(f"{tmp_path}/s"), 1000, 5, seed)
     assert ratio <= 1.03
@@ -49,7 +53,8 @@ def test_every_product_of_a_long_tailed_catalogue_is_answered_near_the_truth(
 
 def truth_at(code: str, orders: float, skus: int = 5) -> float:
     products = generate_tranche(1, skus).products.set_index(PRODUCT)
-    return float(products.loc[code, "base_hours"] + products.loc[code, "hours_per_order"] * orders)
+    base, rate = products.loc[code, ["base_hours", "hours_per_order"]].to_numpy(dtype=float)
+    return float(base + rate * orders)
 
 
 def test_padded_codes_are_one_product_and_its_estimate_is_the_clean_codes(
@@ -68,7 +73,7 @@ def test_a_9999_hour_slip_is_dropped_and_reported_and_the_week_is_published(
 ) -> None:
     data = generate_tranche(1000, 5, seed=2).data
     data.loc[10, HOURS] = 9999.0
-    code = data.loc[10, PRODUCT]
+    code = str(data.loc[10, PRODUCT])
     store.put_new("datasets/time_to_dispatch_2021-07-16.csv",
                   generate_dataset.to_csv_bytes(data))
     version = train_model.main(store)
@@ -76,10 +81,10 @@ def test_a_9999_hour_slip_is_dropped_and_reported_and_the_week_is_published(
     assert loaded.metadata.model_version == version
     assert loaded.metadata.dataset["outliers_dropped"] == 1
     assert loaded.model.predict_one(code, 100) == pytest.approx(truth_at(code, 100), abs=0.6)
-    assert f"dropped 1 gross outlier row(s)" in caplog.text and "9999 hours" in caplog.text
+    assert "dropped 1 gross outlier row(s)" in caplog.text and "9999 hours" in caplog.text
 
 
-def test_crlf_line_endings_train_the_same_model_as_lf(tmp_path: "object") -> None:
+def test_crlf_line_endings_train_the_same_model_as_lf(tmp_path: Path) -> None:
     models = []
     for quirks in ([], ["crlf"]):
         store = LocalStore(f"{tmp_path}/{'-'.join(quirks) or 'lf'}")

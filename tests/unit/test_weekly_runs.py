@@ -1,0 +1,136 @@
+"""Week after week: the live model is the champion, products are carried, drift is named."""
+from datetime import datetime, timedelta
+from typing import List, Optional
+
+import pytest
+from fastapi.testclient import TestClient
+
+from pipeline import generate_dataset, train_model
+from pipeline.estimator import PooledLinearRegressor
+from pipeline.registry import load_newest_model, published_versions
+from pipeline.serve_model import API_PATH, create_app
+from pipeline.store import LocalStore
+from pipeline.tranche import ORDERS, PRODUCT
+from tests.conftest import put_tranche
+
+FIRST_WEEK = datetime(2021, 7, 9, 23)
+
+
+def week(n: int) -> datetime:
+    return FIRST_WEEK + timedelta(weeks=n)
+
+
+def drop_week(store: LocalStore, n: int, skus: int = 5, without: Optional[List[str]] = None,
+              rows: int = 2000) -> None:
+    data = generate_dataset.generate_tranche(rows, skus, seed=n).data
+    if without:
+        data = data[~data[PRODUCT].isin(without)]
+    put_tranche(store, data, week(n))
+
+
+def test_the_second_weeks_model_records_how_the_live_one_did_on_the_new_week(
+    store: LocalStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    drop_week(store, 0)
+    first = train_model.main(store)
+    drop_week(store, 1)
+    second = train_model.main(store)
+    comparison = load_newest_model(store).metadata.model_extra["comparison"]  # type: ignore[index]
+    assert load_newest_model(store).metadata.model_version == second
+    assert comparison["live_version"] == first
+    assert set(comparison) == {"live_version", "live_mae", "live_r2", "new_mae", "new_r2", "rows"}
+    assert comparison["rows"] == load_newest_model(store).metadata.metrics["test_rows"]
+    assert 0.5 < comparison["live_mae"] < 1.0 and 0.5 < comparison["new_mae"] < 1.0
+    assert f"Champion {first} on this week's" in caplog.text
+
+
+def test_a_worse_challenger_is_refused_naming_both_maes_and_the_live_model_stays(
+    store: LocalStore,
+) -> None:
+    drop_week(store, 0)
+    first = train_model.main(store)
+    drop_week(store, 1)
+    one_line_for_all = PooledLinearRegressor(prior_scale=0.0)
+    with pytest.raises(train_model.TrainingRefused) as refused:
+        train_model.main(store, estimator=one_line_for_all)
+    message = str(refused.value)
+    assert "held-out MAE" in message and f"live model {first}'s" in message
+    assert "nothing was published" in message and "--force" in message
+    assert published_versions(store) == [first]
+
+
+def test_force_publishes_a_worse_challenger_and_says_so(
+    store: LocalStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    drop_week(store, 0)
+    train_model.main(store)
+    drop_week(store, 1)
+    forced = train_model.main(store, estimator=PooledLinearRegressor(prior_scale=0.0), force=True)
+    assert published_versions(store)[0] == forced
+    assert "publishing anyway, as --force asks" in caplog.text
+    assert load_newest_model(store).metadata.thresholds["forced"] is True  # type: ignore[attr-defined]  # noqa: E501
+
+
+def test_a_wider_tolerance_accepts_what_the_default_refuses(store: LocalStore) -> None:
+    drop_week(store, 0)
+    train_model.main(store)
+    drop_week(store, 1)
+    train_model.main(store, estimator=PooledLinearRegressor(prior_scale=0.0),
+                     max_mae_regression=5.0)
+    assert len(published_versions(store)) == 2
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_successive_good_weeks_of_a_long_tailed_catalogue_are_never_refused(
+    store: LocalStore, seed: int
+) -> None:
+    for n in range(3):
+        data = generate_dataset.generate_tranche(30_000, 3000, seed=10 * seed + n, zipf=1.1).data
+        put_tranche(store, data, week(n))
+        train_model.main(store)
+    assert len(published_versions(store)) == 3
+
+
+def test_a_missing_product_is_carried_for_a_bounded_number_of_weeks_then_dropped(
+    store: LocalStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    drop_week(store, 0)
+    train_model.main(store, max_carry_weeks=2)
+    first = load_newest_model(store)
+    for n in (1, 2):
+        drop_week(store, n, without=["SKU005"])
+        train_model.main(store, max_carry_weeks=2)
+        loaded = load_newest_model(store)
+        catalogue = loaded.metadata.model_extra["catalogue"]  # type: ignore[index]
+        assert catalogue["carried"] == {"SKU005": n}
+        assert loaded.model.predict_one("SKU005", 90) == first.model.predict_one("SKU005", 90)
+    assert "1 carried forward from the live model" in caplog.text
+    drop_week(store, 3, without=["SKU005"])
+    train_model.main(store, max_carry_weeks=2)
+    dropped = load_newest_model(store)
+    assert not dropped.model.knows("SKU005")
+    assert dropped.metadata.model_extra["catalogue"]["dropped"] == ["SKU005"]  # type: ignore[index]  # noqa: E501
+    assert "1 dropped after 2 week(s) missing" in caplog.text
+
+    with TestClient(create_app(lambda: load_newest_model(store))) as client:
+        gone = client.post(API_PATH, json={"product_code": "SKU005", "orders_placed": 9})
+        never = client.post(API_PATH, json={"product_code": "SKU777", "orders_placed": 9})
+    assert gone.status_code == 422 and never.status_code == 422
+    assert "has been dropped" in gone.json()["detail"][0]["msg"]
+    assert gone.json()["detail"][0]["type"] == "dropped_product_code"
+    assert "never seen" in never.json()["detail"][0]["msg"]
+
+
+def test_longer_queues_this_week_are_named_as_drift_in_the_log_and_metadata(
+    store: LocalStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    drop_week(store, 0, rows=20_000)
+    train_model.main(store)
+    busier = generate_dataset.generate_tranche(20_000, 5, seed=1).data
+    busier[ORDERS] = (busier[ORDERS] * 1.8).round()
+    put_tranche(store, busier, week(1))
+    train_model.main(store, max_mae_regression=5.0)  # last week's lines are not at issue here
+    assert "drift in the tranche: orders_placed shifted: median" in caplog.text
+    shifts = load_newest_model(store).metadata.model_extra["drift"]  # type: ignore[index]
+    orders = next(s for s in shifts if s["statistic"] == ORDERS and s["product"] is None)
+    assert orders["psi"] > 0.25
