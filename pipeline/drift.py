@@ -107,25 +107,39 @@ def compare(live: Optional[Dict[str, Any]], data: pd.DataFrame) -> List[Dict[str
 
 
 def describe_drift(shifts: List[Dict[str, Any]], threshold: float = PSI_THRESHOLD) -> List[str]:
-    """Return a warning for each statistic that shifted beyond the threshold."""
+    """Return a warning per statistic that shifted beyond the threshold, products grouped."""
     warnings = []
+    by_product: Dict[str, List[str]] = {}
     for shift in shifts:
         if shift["psi"] < threshold:
             continue
-        where = f"product {shift['product']}" if shift["product"] else "the tranche"
         if shift["statistic"] == "rows_per_product":
             changed = ", ".join(
                 f"{code} {before}→{after} rows" for code, (before, after) in
                 shift["most_changed"].items()
             )
-            detail = f"the mix of products changed ({changed})"
-        else:
-            detail = (
-                f"{shift['statistic']} shifted: median {shift['median_before']:g} → "
-                f"{shift['median_after']:g}"
+            warnings.append(
+                f"drift in the tranche: the mix of products changed ({changed}; PSI "
+                f"{shift['psi']:.2f} ≥ {threshold:g} against the live model's training data)"
             )
+            continue
+        change = (
+            f"median {shift['median_before']:g} → {shift['median_after']:g}, "
+            f"PSI {shift['psi']:.2f}"
+        )
+        if shift["product"] is None:
+            warnings.append(
+                f"drift in the tranche: {shift['statistic']} shifted: {change} ≥ {threshold:g} "
+                "against the live model's training data"
+            )
+        else:
+            by_product.setdefault(shift["statistic"], []).append(
+                f"{shift['product']} ({change})"
+            )
+    for statistic, products in by_product.items():
+        shown = "; ".join(products[:5]) + (f"; and {len(products) - 5} more"
+                                           if len(products) > 5 else "")
         warnings.append(
-            f"drift in {where}: {detail} (PSI {shift['psi']:.2f} ≥ {threshold:g} against "
-            "the live model's training data)"
+            f"drift in {statistic} of {len(products)} product(s), PSI ≥ {threshold:g}: {shown}"
         )
     return warnings

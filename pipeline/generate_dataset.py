@@ -70,6 +70,7 @@ def generate_tranche(
     zipf: Optional[float] = None,
     quirks: Iterable[str] = (),
     catalogue_seed: int = 0,
+    queue_factor: float = 1.0,
 ) -> SyntheticTranche:
     """Draw a tranche of `rows` orders over `skus` products.
 
@@ -77,6 +78,7 @@ def generate_tranche(
     (seeds) of one catalogue share their products' lines, as real weeks do.
     With `zipf` (e.g. 1.1), product k of the catalogue is ordered in proportion to k^-zipf:
     a few products get thousands of rows, most a handful, many one or none.
+    `queue_factor` scales the queues (1.5: a busier week), for drift.
     """
     if rows < 1 or skus < 1:
         raise ValueError("rows and skus must be at least 1")
@@ -97,7 +99,8 @@ def generate_tranche(
     rng = np.random.default_rng(seed)
     which = rng.choice(skus, size=rows, p=products["popularity"].to_numpy())
     orders = np.minimum(
-        np.round(rng.gamma(ORDERS_SHAPE, ORDERS_SCALE, rows)), MAX_ORDERS
+        np.round(rng.gamma(ORDERS_SHAPE, ORDERS_SCALE * queue_factor, rows)),
+        round(MAX_ORDERS * max(queue_factor, 1.0)),
     ).astype(np.int64)
     line = products["base_hours"].to_numpy()[which] + products["hours_per_order"].to_numpy()[
         which
@@ -171,6 +174,7 @@ def main(
     if_empty: bool = False,
     zipf: Optional[float] = None,
     quirks: Iterable[str] = (),
+    queue_factor: float = 1.0,
 ) -> Optional[str]:
     """Write a synthetic tranche into the store; return its key (None if skipped)."""
     quirks = frozenset(quirks)
@@ -181,7 +185,7 @@ def main(
             return None
     when = when or datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
     key = compact_tranche_key(when) if "compact-date" in quirks else tranche_key(when)
-    tranche = generate_tranche(rows, skus, seed, zipf, quirks)
+    tranche = generate_tranche(rows, skus, seed, zipf, quirks, queue_factor=queue_factor)
     store.put_new(key, to_csv_bytes(tranche.data, quirks))
     if "undated-export" in quirks and UNDATED_EXPORT_KEY not in store.list_keys(DATASETS_PREFIX):
         store.put_new(UNDATED_EXPORT_KEY, to_csv_bytes(tranche.data.head(100)))
@@ -215,6 +219,13 @@ def _zipf_exponent(text: str) -> float:
     return value
 
 
+def _queue_factor(text: str) -> float:
+    value = float(text)
+    if not 0.1 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"a queue factor lies in [0.1, 10], got {value}")
+    return value
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0],
@@ -231,6 +242,12 @@ if __name__ == "__main__":
         type=_zipf_exponent,
         default=None,
         help="long-tailed catalogue: popularity of product k in proportion to k^-ZIPF (e.g. 1.1)",
+    )
+    parser.add_argument(
+        "--queue-factor",
+        type=_queue_factor,
+        default=1.0,
+        help="scale the day's queues (e.g. 1.5 for a busier week, to see drift warnings)",
     )
     parser.add_argument(
         "--quirk",
@@ -253,4 +270,5 @@ if __name__ == "__main__":
             args.if_empty,
             args.zipf,
             args.quirk,
+            args.queue_factor,
         )

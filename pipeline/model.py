@@ -14,6 +14,7 @@ import numpy as np
 # trained now load in older services too (a code rollback keeps serving the newest model).
 ARTIFACT_FORMAT = "time-to-dispatch/per-product-linear/1"
 
+
 @dataclass(frozen=True)
 class ProductLinearModel:
     """Hours to dispatch = intercept[product] + slope[product] * orders placed."""

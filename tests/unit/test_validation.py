@@ -128,7 +128,9 @@ def test_crlf_line_endings_and_a_byte_order_mark_read_like_any_csv() -> None:
     assert crlf.data.equals(clean.data)
 
 
-@pytest.mark.parametrize("delimiter, name", [(b";", "semicolons"), (b"\t", "tabs"), (b"|", "pipes")])
+@pytest.mark.parametrize(
+    "delimiter, name", [(b";", "semicolons"), (b"\t", "tabs"), (b"|", "pipes")]
+)
 def test_a_file_delimited_by_something_else_is_refused_naming_the_delimiter(
     delimiter: bytes, name: str
 ) -> None:
