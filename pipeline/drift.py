@@ -17,6 +17,7 @@ from pipeline.tranche import HOURS, ORDERS, PRODUCT
 PSI_THRESHOLD = 0.25
 TOP_PRODUCTS = 20  # products profiled one by one: the most ordered
 MIN_ROWS_PER_PRODUCT = 500  # fewer rows make a product's PSI mostly sampling noise
+SAMPLE_ROWS = 1_000_000  # shares are estimated from at most this many rows: plenty for a PSI
 _DECILES = np.linspace(0.0, 1.0, 11)
 _FLOOR = 1e-4  # share given to an empty bin, so the PSI stays finite
 
@@ -32,16 +33,22 @@ def _histogram(values: pd.Series) -> Dict[str, List[float]]:
     }
 
 
+def _sample(data: pd.DataFrame) -> pd.DataFrame:
+    """Return at most SAMPLE_ROWS rows, the same ones every time: bounds the cost at 10M rows."""
+    return data if len(data) <= SAMPLE_ROWS else data.sample(SAMPLE_ROWS, random_state=0)
+
+
 def profile(data: pd.DataFrame) -> Dict[str, Any]:
     """Return the compact profile of a training tranche kept in the model's metadata."""
     counts = data[PRODUCT].value_counts()
     top = counts.head(TOP_PRODUCTS)
-    groups = data[data[PRODUCT].isin(top.index)].groupby(PRODUCT, sort=False)
+    sample = _sample(data)
+    groups = sample[sample[PRODUCT].isin(top.index)].groupby(PRODUCT, sort=False)
     return {
         "rows": int(len(data)),
         "products": int(len(counts)),
-        ORDERS: _histogram(data[ORDERS]),
-        HOURS: _histogram(data[HOURS]),
+        ORDERS: _histogram(sample[ORDERS]),
+        HOURS: _histogram(sample[HOURS]),
         "top_products": {
             str(code): {
                 "rows": int(top[code]),
@@ -76,15 +83,17 @@ def compare(live: Optional[Dict[str, Any]], data: pd.DataFrame) -> List[Dict[str
     if not live:
         return []
     shifts: List[Dict[str, Any]] = []
+    counts = data[PRODUCT].value_counts()
+    data = _sample(data)
     for column in (ORDERS, HOURS):
         shifts.append({"statistic": column, "product": None, **_shift(live[column], data[column])})
-    counts = data[PRODUCT].value_counts()
     top = live.get("top_products", {})
     before = np.array([top[c]["rows"] / live["rows"] for c in top] + [0.0])
     before[-1] = max(1.0 - before[:-1].sum(), 0.0)
-    after = np.array([counts.get(c, 0) / len(data) for c in top] + [0.0])
+    rows = int(counts.sum())
+    after = np.array([counts.get(c, 0) / rows for c in top] + [0.0])
     after[-1] = max(1.0 - after[:-1].sum(), 0.0)
-    changes = sorted(top, key=lambda c: -abs(counts.get(c, 0) / len(data) - top[c]["rows"]
+    changes = sorted(top, key=lambda c: -abs(counts.get(c, 0) / rows - top[c]["rows"]
                                              / live["rows"]))
     shifts.append(
         {
@@ -95,13 +104,13 @@ def compare(live: Optional[Dict[str, Any]], data: pd.DataFrame) -> List[Dict[str
         }
     )
     groups = data[data[PRODUCT].isin(list(top))].groupby(PRODUCT, sort=True)
-    for code, rows in groups:
-        if len(rows) < MIN_ROWS_PER_PRODUCT or top[code]["rows"] < MIN_ROWS_PER_PRODUCT:
+    for code, group in groups:
+        if len(group) < MIN_ROWS_PER_PRODUCT or top[code]["rows"] < MIN_ROWS_PER_PRODUCT:
             continue
         for column in (ORDERS, HOURS):
             shifts.append(
                 {"statistic": column, "product": str(code),
-                 **_shift(top[code][column], rows[column])}
+                 **_shift(top[code][column], group[column])}
             )
     return shifts
 

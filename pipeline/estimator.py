@@ -142,7 +142,10 @@ def fit_prior(s: Sums, start_from: Optional[Prior] = None) -> Prior:
         return float(negative_log_marginal(s, _prior_from(params)) / scale)
 
     bounds = [(None, None), (None, None), (-15, 15), (-20, 15), (None, None), (-20, 15)]
-    result = optimize.minimize(objective, start, method="L-BFGS-B", bounds=bounds)
+    # The objective is per row, so 1e-9 is far below anything that moves an estimate.
+    result = optimize.minimize(
+        objective, start, method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-9}
+    )
     return _prior_from(result.x)
 
 
@@ -270,10 +273,10 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         index: np.ndarray = self._index.get_indexer(pd.Index(product_codes))
         return index
 
-    def predict_line(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_line(self, X: pd.DataFrame, idx: Optional[np.ndarray] = None) -> np.ndarray:
         """Return each row's posterior line value, not floored (for residuals)."""
         _, _, x = _features(X, factorize=False)
-        idx = self.product_index(X[PRODUCT])
+        idx = self.product_index(X[PRODUCT]) if idx is None else idx
         known = idx >= 0
         safe = np.where(known, idx, 0)
         intercept = np.where(known, self.intercepts_[safe], self.catalogue_intercept_)
@@ -286,7 +289,7 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         hours: np.ndarray = np.clip(self.predict_line(X), 0.0, None)
         return hours
 
-    def leverage(self, X: pd.DataFrame) -> np.ndarray:
+    def leverage(self, X: pd.DataFrame, idx: Optional[np.ndarray] = None) -> np.ndarray:
         """Return each row's posterior variance of its line value over the noise variance.
 
         For a row used in the fit this is its hat value h, and its residual divided by
@@ -295,7 +298,7 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         """
         _, _, x = _features(X, factorize=False)
         u = (x - self.x_centre_) / self.x_scale_
-        idx = self.product_index(X[PRODUCT])
+        idx = self.product_index(X[PRODUCT]) if idx is None else idx
         known = idx >= 0
         cov = self.posterior_cov_[np.where(known, idx, 0)]
         prior = self.prior_.cov * (1.0 if np.isinf(self.prior_scale) else self.prior_scale)

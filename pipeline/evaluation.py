@@ -42,13 +42,28 @@ def split_by_product(data: pd.DataFrame, test_fraction: float = 0.2, seed: int =
 
 def evaluate(model: ProductLinearModel, test: pd.DataFrame) -> TaskMetrics:
     """Return R² and MAE of the served estimates on the held-out rows of known products."""
-    known = test[test[PRODUCT].map(model.knows).astype(bool)]
+    known = test[test[PRODUCT].isin(model.product_codes)]
     if known.empty:
         raise ValueError("no held-out rows for any fitted product: the tranche is too small")
     actual = known[HOURS].to_numpy(dtype=float)
-    predicted = model.predict(known[PRODUCT].tolist(), known[ORDERS].to_numpy())
+    predicted = served_estimates(model, known)
     r2 = float(r2_score(actual, predicted)) if len(known) > 1 else 0.0
     return TaskMetrics(r2=r2, mae=float(mean_absolute_error(actual, predicted)), rows=len(known))
+
+
+def served_estimates(model: ProductLinearModel, rows: pd.DataFrame) -> np.ndarray:
+    """Return what the service would answer for each row (all of known products), vectorised.
+
+    Equal to `model.predict`, which the service uses; this one looks codes up with a pandas
+    index, which is what a million held-out rows need.
+    """
+    idx = pd.Index(model.product_codes).get_indexer(rows[PRODUCT])
+    if (idx < 0).any():
+        raise KeyError("rows of products the model does not know")
+    intercepts = np.asarray(model.intercepts, dtype=float)[idx]
+    slopes = np.asarray(model.slopes, dtype=float)[idx]
+    hours: np.ndarray = np.clip(intercepts + slopes * rows[ORDERS].to_numpy(dtype=float), 0, None)
+    return hours
 
 
 def check_model_logic(
@@ -95,7 +110,7 @@ def compare_with_live(
     The live model's score is how last week's model does on the week that followed: the
     first sign of drift, and the bar the new model must clear.
     """
-    both = test[test[PRODUCT].map(lambda c: live.knows(c) and new.knows(c)).astype(bool)]
+    both = test[test[PRODUCT].isin(live.product_codes) & test[PRODUCT].isin(new.product_codes)]
     if both.empty:
         return {"live_version": live_version, "rows": 0}
     new_metrics = evaluate(new, both)

@@ -43,8 +43,9 @@ def screen_outliers(data: pd.DataFrame, z: float = OUTLIER_Z) -> Screened:
     for _ in range(MAX_ROUNDS):
         kept = ~excluded
         model = PooledLinearRegressor(censored_at_zero=False).fit(features[kept], hours[kept])
-        residual = hours - model.predict_line(features)
-        leverage = model.leverage(features)
+        idx = model.product_index(features[PRODUCT])  # once: the lookup is most of the cost
+        residual = hours - model.predict_line(features, idx)
+        leverage = model.leverage(features, idx)
         # Rows in the fit: leave-one-out residual; rows out of it: predictive residual.
         scaled = np.where(
             kept,

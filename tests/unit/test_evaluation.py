@@ -109,3 +109,15 @@ def test_the_comparison_uses_only_rows_both_models_can_answer() -> None:
     assert compare_with_live(new, live, "v0", test)["rows"] == 1
     assert compare_with_live(new, ProductLinearModel(("Z",), (0.0,), (1.0,)), "v0", test) == {
         "live_version": "v0", "rows": 0}
+
+
+def test_the_vectorised_estimates_equal_what_the_service_answers() -> None:
+    from pipeline.evaluation import served_estimates
+
+    model = ProductLinearModel(("A", "B"), (-1.0, 2.0), (0.1, 0.05))
+    rows = pd.DataFrame({PRODUCT: ["B", "A", "A"], ORDERS: [10.0, 5.0, 30.0]})
+    assert served_estimates(model, rows).tolist() == [
+        model.predict_one("B", 10.0), model.predict_one("A", 5.0), model.predict_one("A", 30.0)
+    ]
+    with pytest.raises(KeyError):
+        served_estimates(model, pd.DataFrame({PRODUCT: ["Z"], ORDERS: [1.0]}))
