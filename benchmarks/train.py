@@ -55,9 +55,11 @@ def main(sizes: List[int], repeats: int, baseline: Optional[Path]) -> None:
             del tranche
             csv = store.location(key)
             read = f"import pandas; pandas.read_csv({csv!r})"
-            runners: Dict[str, Tuple[Path, List[str]]] = {"read_csv": (REPO, [sys.executable, "-c", read]),
-                       "train_model": (REPO, [sys.executable, "-m", "pipeline.train_model",
-                                              store.uri])}
+            train = [sys.executable, "-m", "pipeline.train_model", store.uri]
+            runners: Dict[str, Tuple[Path, List[str]]] = {
+                "read_csv": (REPO, [sys.executable, "-c", read]),
+                "train_model": (REPO, train),
+            }
             if baseline is not None:
                 runners["baseline train"] = (
                     baseline, [sys.executable, "-m", "pipeline.train_model", store.uri]

@@ -57,7 +57,7 @@ def served_estimates(model: ProductLinearModel, rows: pd.DataFrame) -> np.ndarra
     Equal to `model.predict`, which the service uses; this one looks codes up with a pandas
     index, which is what a million held-out rows need.
     """
-    idx = pd.Index(model.product_codes).get_indexer(rows[PRODUCT])
+    idx = pd.Index(model.product_codes).get_indexer(pd.Index(rows[PRODUCT]))
     if (idx < 0).any():
         raise KeyError("rows of products the model does not know")
     intercepts = np.asarray(model.intercepts, dtype=float)[idx]

@@ -17,7 +17,7 @@ What only warns (the run goes on):
 CRLF line endings and a UTF-8 byte-order mark are read as they are, without comment.
 """
 import io
-from typing import Any, List, NamedTuple, Optional, Set, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,7 @@ from pipeline.tranche import COLUMNS, HOURS, MAX_PRODUCT_CODE_LENGTH, ORDERS, PR
 MAX_BAD_ROW_FRACTION = 0.01
 MIN_SIZE_RATIO = 0.5
 MIN_ROWS_PER_PRODUCT = 3  # at least one product must have a line of its own to learn from
-_TYPED = {HOURS: "float64", ORDERS: "float64", PRODUCT: str}
+_TYPED: Dict[str, Any] = {HOURS: "float64", ORDERS: "float64", PRODUCT: str}
 _DELIMITERS = {";": "semicolons", "\t": "tabs", "|": "pipes"}
 
 
@@ -172,8 +172,9 @@ def _trim_codes(frame: pd.DataFrame) -> Tuple[pd.DataFrame, int]:
     if not changed.any():
         return frame, 0
     padded = int(np.isin(codes, np.flatnonzero(changed)).sum())
-    trimmed = pd.Series(np.append(stripped, None)[codes], index=frame.index, dtype=object)
-    return frame.assign(**{PRODUCT: trimmed.astype(frame[PRODUCT].dtype)}), padded
+    with_null: np.ndarray = np.concatenate([stripped, np.asarray([None], dtype=object)])
+    trimmed = pd.Series(with_null[codes], index=frame.index).astype(frame[PRODUCT].dtype)
+    return frame.assign(**{PRODUCT: trimmed}), padded
 
 
 def _to_numbers(frame: pd.DataFrame) -> Tuple[pd.DataFrame, pd.DataFrame]:
