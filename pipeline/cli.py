@@ -1,11 +1,31 @@
-"""What every stage's command line shares: the store argument and one-line failures."""
+"""What every stage's command line shares: --help, the store argument, one-line failures."""
 import argparse
 import logging
 import sys
 from contextlib import contextmanager
 from typing import Iterator
 
-from pipeline.settings import DEFAULT_STORE, Settings
+from pipeline.settings import Settings, SettingsError, describe_variables, read_settings
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Show each option's default, and keep the epilog's list of variables one per line."""
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    """Return a stage's parser: defaults shown in --help, the TTD_* variables listed below."""
+    return argparse.ArgumentParser(
+        description=description, formatter_class=HelpFormatter, epilog=describe_variables()
+    )
+
+
+def stage_settings(log: logging.Logger) -> Settings:
+    """Read the TTD_* settings; a bad value is one ERROR line naming the variable, exit 1."""
+    try:
+        return read_settings()
+    except SettingsError as exc:
+        log.error("%s", exc)
+        sys.exit(1)
 
 
 def add_store_argument(parser: argparse.ArgumentParser, settings: Settings) -> None:
@@ -14,7 +34,7 @@ def add_store_argument(parser: argparse.ArgumentParser, settings: Settings) -> N
         "store",
         nargs="?",
         default=settings.store,
-        help=f"s3://bucket[/prefix] or a local folder (default: $TTD_STORE or {DEFAULT_STORE})",
+        help="s3://bucket[/prefix] or a local folder; $TTD_STORE sets the default",
     )
 
 

@@ -21,9 +21,8 @@ from typing import FrozenSet, Iterable, List, NamedTuple, Optional
 import numpy as np
 import pandas as pd
 
-from pipeline.cli import add_store_argument, exit_on_failure
+from pipeline.cli import add_store_argument, build_parser, exit_on_failure, stage_settings
 from pipeline.logs import configure_logger
-from pipeline.settings import Settings
 from pipeline.store import Store, open_store
 from pipeline.tranche import (
     DATASETS_PREFIX,
@@ -227,16 +226,15 @@ def _queue_factor(text: str) -> float:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    settings = Settings()
+    parser = build_parser(__doc__.split("\n")[0])
+    settings = stage_settings(log)
     add_store_argument(parser, settings)
-    parser.add_argument("--rows", type=_positive, default=1000)
-    parser.add_argument("--skus", type=_positive, default=5)
-    parser.add_argument("--date", type=_parse_when, default=None, help="tranche date (ISO)")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--rows", type=_positive, default=1000, help="rows in the tranche")
+    parser.add_argument("--skus", type=_positive, default=5, help="products in the catalogue")
+    parser.add_argument(
+        "--date", type=_parse_when, default=None, help="tranche date (ISO); none: now"
+    )
+    parser.add_argument("--seed", type=int, default=42, help="random seed, for a repeatable file")
     parser.add_argument(
         "--zipf",
         type=_zipf_exponent,

@@ -5,6 +5,7 @@ client. Every failure is re-raised as StoreError, whose message names the locati
 what to check, so that a stage can print one line instead of a traceback.
 """
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Union
@@ -169,15 +170,29 @@ class S3Store:
 Store = Union[LocalStore, S3Store]
 
 
+# Anything that starts like a URI scheme (`s3:`, `S3:`, `gs:`) or like a mistyped `s3://`
+# (`s3//x`): as a local path it would create a folder named after the typo.
+_URI_LIKE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:|s3/{2,})", re.IGNORECASE)
+
+
 def open_store(uri: str, s3_client: Optional[Callable[[], S3Client]] = None) -> Store:
-    """Open a store from its URI: `s3://bucket[/prefix]` or a local folder path."""
+    """Open a store from its URI: `s3://bucket[/prefix]` or a local folder path.
+
+    Raises:
+        StoreError: the URI is neither, e.g. `s3:/bucket`, `S3://bucket`, `s3:bucket`.
+    """
     if uri.startswith("s3://"):
         bucket, _, prefix = uri[len("s3://"):].partition("/")
         if not bucket:
             raise StoreError(f"store URI {uri!r} names no bucket: use s3://bucket[/prefix]")
         return S3Store(bucket, prefix, (s3_client or make_s3_client)())
-    if "://" in uri:
-        raise StoreError(f"store URI {uri!r} is neither s3://bucket nor a local folder")
+    if not uri.strip():
+        raise StoreError("the store is empty: give s3://bucket[/prefix] or a local folder")
+    if _URI_LIKE.match(uri):
+        raise StoreError(
+            f"store URI {uri!r} is neither s3://bucket[/prefix] (lower-case s3, two slashes) "
+            "nor a local folder"
+        )
     return LocalStore(uri)
 
 

@@ -31,7 +31,7 @@ from sklearn.base import clone
 
 from pipeline import drift
 from pipeline.catalogue import MAX_CARRY_WEEKS, carry_forward
-from pipeline.cli import add_store_argument, exit_on_failure
+from pipeline.cli import add_store_argument, exit_on_failure, stage_settings
 from pipeline.estimator import MIN_ROWS_ALONE, PooledLinearRegressor
 from pipeline.evaluation import (
     MAX_MAE_REGRESSION,
@@ -55,7 +55,6 @@ from pipeline.registry import (
     serialise_model,
     sha256,
 )
-from pipeline.settings import Settings
 from pipeline.store import Store, open_store
 from pipeline.tranche import (
     DATASETS_PREFIX,
@@ -335,7 +334,7 @@ if __name__ == "__main__":
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    settings = Settings()
+    settings = stage_settings(log)
     add_store_argument(parser, settings)
     parser.add_argument("--r2-error-threshold", type=_fraction, default=R2_ERROR_THRESHOLD)
     parser.add_argument("--r2-warning-threshold", type=_fraction, default=R2_WARNING_THRESHOLD)
