@@ -1,5 +1,5 @@
 """The HTTP contract agreed with the platform team: request and response bodies."""
-from typing import Any, Dict, List, Union
+from typing import Any, Dict, List, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from typing_extensions import Annotated
@@ -66,3 +66,39 @@ ERROR_RESPONSES: Dict[Union[int, str], Dict[str, Any]] = {
 class Readiness(BaseModel):
     status: str
     model_version: str
+
+
+class ModelComparison(BaseModel):
+    """The champion/challenger scores on the new week's held-out rows, from training."""
+
+    model_config = ConfigDict(extra="allow")
+
+    live_version: Optional[str] = Field(None, description="The model served when it trained.")
+    live_mae: Optional[float] = Field(
+        None, description="That model's MAE on the new week: how last week's model aged."
+    )
+    live_r2: Optional[float] = None
+    new_mae: Optional[float] = None
+    new_r2: Optional[float] = None
+    rows: Optional[int] = Field(None, description="Held-out rows both models answer.")
+
+
+class ModelInfo(BaseModel):
+    """The model being served: what it was trained on, how good it is, and why it is live."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_version: str
+    created_at: str = Field(description="When it was trained (ISO 8601, UTC).")
+    tranche: Optional[str] = Field(description="The tranche's key in the store.")
+    rows: Optional[int] = Field(description="Rows of the tranche used for training.")
+    products: int = Field(description="Products it answers.")
+    r2: Optional[float] = Field(description="R² on its held-out rows.")
+    mae: Optional[float] = Field(description="Mean absolute error (hours), held-out rows.")
+    comparison: Optional[ModelComparison] = Field(
+        description="Against the model it replaced, on the same rows (null for the first)."
+    )
+    signed: bool = Field(description="Its metadata carries an HMAC signature.")
+    pinned: bool = Field(description="Served because TTD_MODEL_VERSION/--model-version named it.")
+    newest_published: Optional[str] = Field(description="The newest version in the store.")
+    serving_newest: bool = Field(description="False: the newest was skipped, or this is pinned.")

@@ -1,61 +1,123 @@
 """Serve time-to-dispatch estimates over HTTP from the newest verified model.
 
 Steps:
-1. At start-up, load the newest published model that verifies (exit non-zero if none).
+1. At start-up, check the port is free, then load the newest published model that verifies
+   (or the pinned one; exit non-zero if none), warning when it is not the newest published.
 2. Answer POST /api/v0.1/time_to_dispatch: validate the request, estimate, respond with the
    model version that answered. Unknown products and bad fields get a 422 naming the field.
-3. Answer GET /health (process alive) and GET /ready (model loaded) for Kubernetes probes.
+3. Answer GET /health (process alive) and GET /ready (model loaded) for Kubernetes probes,
+   GET /api/v0.1/model (the model served) and GET /metrics (Prometheus) for operators, and
+   /docs from assets the service serves itself (no CDN).
 """
-import argparse
+import errno
 import signal
+import socket
+import sys
 from contextlib import asynccontextmanager
 from types import FrameType
-from typing import Any, AsyncIterator, Callable, Dict, Optional
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional
 
 import uvicorn
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from typing_extensions import Annotated
 
-from pipeline.api_schema import ERROR_RESPONSES, DispatchEstimate, DispatchRequest, Readiness
-from pipeline.cli import add_store_argument, exit_on_failure
+from pipeline.api_schema import (
+    ERROR_RESPONSES,
+    DispatchEstimate,
+    DispatchRequest,
+    ModelComparison,
+    ModelInfo,
+    Readiness,
+)
+from pipeline.cli import add_store_argument, build_parser, exit_on_failure, stage_settings
 from pipeline.http_guards import MAX_BODY_BYTES, RequestGuard
 from pipeline.logs import LOG_FORMAT, configure_logger
+from pipeline.metrics import MetricsMiddleware, ServiceMetrics, refusal_reason
 from pipeline.registry import (
+    MODELS_PREFIX,
     LoadedModel,
+    ModelVerificationError,
     load_newest_model,
     load_pinned_model,
     metadata_extra,
+    published_versions,
 )
-from pipeline.settings import Settings
-from pipeline.store import open_store
+from pipeline.store import Store, open_store
 
 log = configure_logger(__name__)
 
 API_PATH = "/api/v0.1/time_to_dispatch"
+MODEL_PATH = "/api/v0.1/model"
+DOCS_ASSETS = "/docs-assets"
+SHOWN_VERSIONS = 5
 
 
-def create_app(load_model: Callable[[], LoadedModel]) -> FastAPI:
-    """Build the service; `load_model` runs once at start-up and its result is served."""
+class PortInUseError(Exception):
+    """The port cannot be listened on; the message says how to choose another."""
+
+
+def model_info(loaded: LoadedModel, newest_published: Optional[str], pinned: bool) -> ModelInfo:
+    """Describe the model served, from its metadata, for operators and the review."""
+    metadata = loaded.metadata
+    comparison = metadata_extra(metadata, "comparison")
+    return ModelInfo(
+        model_version=metadata.model_version,
+        created_at=metadata.created_at,
+        tranche=metadata.dataset.get("key"),
+        rows=metadata.dataset.get("rows_used"),
+        products=len(metadata.product_codes),
+        r2=metadata.metrics.get("r2"),
+        mae=metadata.metrics.get("mae"),
+        comparison=ModelComparison.model_validate(comparison) if comparison else None,
+        signed=bool(metadata.signature),
+        pinned=pinned,
+        newest_published=newest_published or metadata.model_version,
+        serving_newest=newest_published in (None, metadata.model_version),
+    )
+
+
+def create_app(
+    load_model: Callable[[], LoadedModel],
+    newest_published: Optional[str] = None,
+    pinned: bool = False,
+) -> FastAPI:
+    """Build the service; `load_model` runs once at start-up and its result is served.
+
+    `newest_published` is the newest version in the store (None: the one loaded), and
+    `pinned` says the version was chosen by the operator: both only describe the model.
+    """
+    metrics = ServiceMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.loaded = load_model()
-        catalogue = metadata_extra(app.state.loaded.metadata, "catalogue") or {}
+        loaded = load_model()
+        app.state.loaded = loaded
+        catalogue = metadata_extra(loaded.metadata, "catalogue") or {}
         app.state.dropped = frozenset(catalogue.get("dropped", ()))
         app.state.carry_weeks = catalogue.get("max_carry_weeks")
-        log.info(f"Serving model {app.state.loaded.metadata.model_version}")
+        app.state.model_info = model_info(loaded, newest_published, pinned)
+        metrics.set_model(loaded.metadata, app.state.model_info.serving_newest)
+        log.info(f"Serving model {loaded.metadata.model_version}")
         yield
 
-    app = FastAPI(
+    # FastAPIOffline serves Swagger UI's and ReDoc's JS and CSS itself: /docs works with no
+    # internet access (a cluster without egress, a laptop on a train).
+    app = FastAPIOffline(
         title="time-to-dispatch",
         description="Estimated hours until an order is dispatched, by product and queue.",
         version="0.1",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
     )
+    app.state.metrics = metrics
     app.add_middleware(RequestGuard, paths=(API_PATH,), max_bytes=MAX_BODY_BYTES)
+    # Added last, so outermost: it also counts what the guard refuses.
+    app.add_middleware(MetricsMiddleware, metrics=metrics, guarded_paths=(API_PATH,))
     app.add_exception_handler(RequestValidationError, validation_error_response)
     app.add_exception_handler(StarletteHTTPException, http_error_response)
 
@@ -93,10 +155,10 @@ def create_app(load_model: Callable[[], LoadedModel]) -> FastAPI:
         """Estimate the hours until an order of this product is dispatched."""
         if not loaded.model.knows(body.product_code):
             raise unknown_product(request, body.product_code)
-        hours = loaded.model.predict_one(body.product_code, body.orders_placed)
+        hours = round(loaded.model.predict_one(body.product_code, body.orders_placed), 3)
+        metrics.estimate(hours, body.orders_placed)
         return DispatchEstimate(
-            est_hours_to_dispatch=round(hours, 3),
-            model_version=loaded.metadata.model_version,
+            est_hours_to_dispatch=hours, model_version=loaded.metadata.model_version
         )
 
     @app.get("/health")
@@ -109,6 +171,17 @@ def create_app(load_model: Callable[[], LoadedModel]) -> FastAPI:
         """Say a model is loaded, and which (readiness probe)."""
         return Readiness(status="ready", model_version=loaded.metadata.model_version)
 
+    @app.get(MODEL_PATH, response_model=ModelInfo)
+    def served_model(loaded: ModelDep, request: Request) -> ModelInfo:
+        """Describe the model served: version, tranche, held-out scores, champion comparison."""
+        info: ModelInfo = request.app.state.model_info
+        return info
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        """Expose the metrics in Prometheus' text format."""
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
     return app
 
 
@@ -119,6 +192,7 @@ async def validation_error_response(request: Request, exc: Exception) -> JSONRes
     (a 500) and would send a megabyte product code back to its sender.
     """
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    _count_refusal(request, refusal_reason(str(errors[0].get("type", ""))) if errors else "other")
     detail = [
         {
             "loc": list(error.get("loc", ("body",))),
@@ -138,11 +212,18 @@ async def http_error_response(request: Request, exc: Exception) -> JSONResponse:
     message = str(exc.detail) if isinstance(exc, StarletteHTTPException) else "error"
     if status == 400:
         message = "request body is not readable: send UTF-8 JSON"
+        _count_refusal(request, "unreadable_body")
     return JSONResponse(
         status_code=status,
         content={"detail": [{"loc": ["request"], "msg": message, "type": f"http_{status}"}]},
         headers=getattr(exc, "headers", None),
     )
+
+
+def _count_refusal(request: Request, reason: str) -> None:
+    metrics: Optional[ServiceMetrics] = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.refuse(reason)
 
 
 def uvicorn_log_config() -> Dict[str, Any]:
@@ -162,6 +243,61 @@ def uvicorn_log_config() -> Dict[str, Any]:
     return config
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Fail now, in one line, if the port is taken, rather than after loading a model.
+
+    Binds as uvicorn does (SO_REUSEADDR), so a port in TIME_WAIT is not reported as taken.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUseError(
+                    f"port {port} on {host} is already in use by another process: stop it, or "
+                    f"choose another port with --port N (make run PORT=N)"
+                ) from exc
+            raise PortInUseError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+            ) from exc
+
+
+def unknown_version_error(store: Store, version: str, versions: List[str]) -> Exception:
+    """Say a pinned version is not published, listing the newest that are."""
+    where = store.location(MODELS_PREFIX)
+    if not versions:
+        return ModelVerificationError(
+            f"model version {version!r} is not published in {where}: no model is"
+        )
+    shown = ", ".join(versions[:SHOWN_VERSIONS])
+    older = len(versions) - SHOWN_VERSIONS
+    more = f" (and {older} older)" if older > 0 else ""
+    return ModelVerificationError(
+        f"model version {version!r} is not published in {where}; newest first: {shown}{more}"
+    )
+
+
+def warn_about_served_model(
+    loaded: LoadedModel, newest: Optional[str], pinned: bool, signing_key: Optional[bytes]
+) -> None:
+    """Say loudly when the model served is not the newest published, or goes unchecked."""
+    version = loaded.metadata.model_version
+    if newest is not None and newest != version:
+        why = (
+            "pinned with --model-version/TTD_MODEL_VERSION"
+            if pinned
+            else "the newer one(s) failed verification: see the warnings above"
+        )
+        log.warning(f"serving model {version}, not the newest published, {newest}: {why}")
+    if signing_key is None and loaded.metadata.signature:
+        log.warning(
+            f"model {version} is signed but TTD_SIGNING_KEY is not set: signatures go "
+            "unchecked (only the SHA-256 is); set the key training uses"
+        )
+
+
 def main(
     store_uri: str,
     host: str = "127.0.0.1",
@@ -171,19 +307,25 @@ def main(
 ) -> None:
     """Load the newest verified model (or the pinned one), then serve it until stopped."""
     log.info("Starting serve-model stage.")
+    check_port_free(host, port)
     store = open_store(store_uri)
+    versions = published_versions(store)
     # Fail here, before binding the port, so a missing model is one clear line and exit 1.
     if model_version:
+        if model_version not in versions:
+            raise unknown_version_error(store, model_version, versions)
         log.info(f"Model pinned to version {model_version}")
         loaded = load_pinned_model(store, model_version, signing_key)
     else:
         loaded = load_newest_model(store, signing_key)
+    newest = versions[0] if versions else None
+    warn_about_served_model(loaded, newest, bool(model_version), signing_key)
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to whatever
     # handler was there before it: with this one, the process ends normally with exit code 0.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, _note_stop_signal)
     uvicorn.run(
-        create_app(lambda: loaded),
+        create_app(lambda: loaded, newest_published=newest, pinned=bool(model_version)),
         host=host,
         port=port,
         log_config=uvicorn_log_config(),
@@ -196,16 +338,24 @@ def _note_stop_signal(signum: int, frame: Optional[FrameType]) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    settings = Settings()
+    parser = build_parser(__doc__.split("\n")[0])
+    settings = stage_settings(log)
     add_store_argument(parser, settings)
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 inside a container")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=int, default=8000, help="the port to listen on")
     parser.add_argument(
         "--model-version",
         default=settings.model_version,
         help="serve this published version instead of the newest (a rollback; $TTD_MODEL_VERSION)",
     )
+    parser.add_argument(
+        "--check-port",
+        action="store_true",
+        help="only check that the port is free, then exit (make run does, before training)",
+    )
     args = parser.parse_args()
     with exit_on_failure(log, settings):
+        if args.check_port:
+            check_port_free(args.host, args.port)
+            sys.exit(0)
         main(args.store, args.host, args.port, settings.signing_key_bytes(), args.model_version)
