@@ -25,22 +25,32 @@ help:
 	@echo "make run   - install, add a sample tranche if the store is empty, train, serve on :$(PORT)"
 	@echo "make test  - every test and static check (tox: py39, py311, py313)"
 
-$(VENV)/.installed: requirements_pipe.txt requirements_cicd.txt requirements_test.txt constraints_bodywork.txt
-	test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
+# Two install stamps: `make run` needs only what the stages run on; `make test` adds tox,
+# the test tools and Bodywork.
+$(VENV_PY):
+	$(PYTHON) -m venv $(VENV)
 	$(VENV_PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-run: requirements_pipe.txt | $(VENV_PY)
+	$(VENV_PY) -m pip install --quiet -r requirements_pipe.txt
+	touch $@
+
+$(VENV)/.installed-test: requirements_pipe.txt requirements_cicd.txt requirements_test.txt constraints_bodywork.txt | $(VENV_PY)
 	PIP_CONSTRAINT=constraints_bodywork.txt PIP_BUILD_CONSTRAINT=constraints_bodywork.txt \
 	    $(VENV_PY) -m pip install --quiet -r requirements_pipe.txt -r requirements_test.txt \
 	    -r requirements_cicd.txt
-	touch $@
+	touch $@ $(VENV)/.installed-run
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed-test
 
-run: venv
+# The port is checked first: a busy port fails in one line before anything is trained.
+run: $(VENV)/.installed-run
+	$(VENV_PY) -m pipeline.serve_model --check-port --host $(HOST) --port $(PORT)
 	$(VENV_PY) -m pipeline.generate_dataset $(STORE) --if-empty
 	$(VENV_PY) -m pipeline.train_model $(STORE)
 	$(VENV_PY) -m pipeline.serve_model $(STORE) --host $(HOST) --port $(PORT)
 
-test: venv
+test: $(VENV)/.installed-test
 	$(VENV)/bin/tox run-parallel --parallel-live --parallel 2 $(if $(TOX_ENVS),-e $(TOX_ENVS))
 
 clean-venv:
