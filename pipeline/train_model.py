@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.cli import add_store_argument, exit_on_failure
+from pipeline.leftovers import remove_leftovers
 from pipeline.logs import configure_logger
 from pipeline.model import (
     ARTIFACT_FORMAT,
@@ -110,6 +111,7 @@ def main(
     log.info("Starting train-model stage.")
     started = time.perf_counter()
     key = newest_tranche_key(store)
+    remove_leftovers(store)  # of killed or failed runs, before this one writes
     raw = store.get_bytes(key)
     log.info(f"Retrieved tranche {store.location(key)} ({len(raw)} bytes)")
     try:
