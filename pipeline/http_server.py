@@ -24,7 +24,19 @@ import json
 import logging
 import resource
 import time
-from typing import Any, ClassVar, Dict, List, NamedTuple, Optional, Set, Tuple, Type, cast
+from typing import (
+    Any,
+    Callable,
+    ClassVar,
+    Dict,
+    List,
+    NamedTuple,
+    Optional,
+    Set,
+    Tuple,
+    Type,
+    cast,
+)
 
 import h11
 import uvicorn
@@ -104,16 +116,19 @@ class RepeatFilter(logging.Filter):
     dropped. The traceback of asyncio's "out of system resource" is replaced by its message.
     """
 
-    def __init__(self, burst: int = 5, window: float = 10.0) -> None:
+    def __init__(
+        self, burst: int = 5, window: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         super().__init__()
         self.burst = burst
         self.window = window
+        self.clock = clock
         self.kinds: Dict[Tuple[str, str], List[float]] = {}  # [window start, count, dropped]
 
     def filter(self, record: logging.LogRecord) -> bool:
         first_line = str(record.msg).split("\n", 1)[0]
         key = (record.name, first_line[:200])
-        now = time.monotonic()
+        now = self.clock()
         if len(self.kinds) > 1000:  # messages built with f-strings: keep the table bounded
             self.kinds.clear()
         start, count, dropped = self.kinds.get(key, [now, 0.0, 0.0])

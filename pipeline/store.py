@@ -129,19 +129,21 @@ class LocalStore:
             fd = os.open(self._path(key), os.O_RDONLY | os.O_NONBLOCK)
         except OSError as exc:
             raise StoreError(f"cannot read {location}: {exc.strerror}") from exc
-        with os.fdopen(fd, "rb") as handle:
-            try:
-                info = os.fstat(fd)
-                if not stat.S_ISREG(info.st_mode):
-                    raise StoreError(
-                        f"cannot read {location}: not a regular file "
-                        f"({_file_type(info.st_mode)}); refusing it"
-                    )
-                if max_bytes is not None and info.st_size > max_bytes:
-                    raise _too_large(location, info.st_size, max_bytes)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise StoreError(
+                    f"cannot read {location}: not a regular file "
+                    f"({_file_type(info.st_mode)}); refusing it"
+                )
+            if max_bytes is not None and info.st_size > max_bytes:
+                raise _too_large(location, info.st_size, max_bytes)
+            with os.fdopen(fd, "rb", closefd=False) as handle:
                 data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
-            except OSError as exc:
-                raise StoreError(f"cannot read {location}: {exc.strerror}") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot read {location}: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
         if max_bytes is not None and len(data) > max_bytes:  # it grew while being read
             raise _too_large(location, len(data), max_bytes)
         return data
