@@ -1,14 +1,14 @@
 import logging
 import resource
 import sys
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 import pytest
 
 from pipeline.http_server import RepeatFilter, fit_to_file_limit, raw_response
 
 
-def _records(filter_: RepeatFilter, messages: List[Tuple[str, Tuple[str, ...]]]) -> List[str]:
+def _records(filter_: RepeatFilter, messages: Sequence[Tuple[str, Tuple[str, ...]]]) -> List[str]:
     passed = []
     for msg, args in messages:
         record = logging.LogRecord("uvicorn.error", logging.WARNING, __file__, 1, msg, args, None)
