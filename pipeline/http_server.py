@@ -220,7 +220,6 @@ class ConnectionGuard:
         self.deadline: Optional[asyncio.TimerHandle] = None
         self.draining = False
         self.grace: Optional[asyncio.TimerHandle] = None
-        self.grace_over = False
 
     def expect_headers(self, started: bool) -> None:
         """A request is due (`started` False: the connection just opened) or has begun."""
@@ -248,6 +247,8 @@ class ConnectionGuard:
     def start_drain(self) -> None:
         """SIGTERM: answer the current request with Connection: close, and close an idle
         connection only after the grace period, when no request is on its way any more."""
+        if self.draining:  # a second signal
+            return
         self.draining = True
         self.mark_cycle()
         self.grace = self.loop.call_later(self.limits.drain_grace, self._end_grace)
@@ -264,7 +265,6 @@ class ConnectionGuard:
 
     def _end_grace(self) -> None:
         self.grace = None
-        self.grace_over = True
         transport, cycle = self.owner.transport, self.owner.cycle
         if transport.is_closing() or (self.reading and self.started):
             return  # closed already, or a request is arriving: it is answered, then closed
