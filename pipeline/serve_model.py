@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 from types import FrameType
 from typing import Any, AsyncIterator, Callable, Dict, Optional
 
-import uvicorn
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -22,6 +21,7 @@ from typing_extensions import Annotated
 from pipeline.api_schema import ERROR_RESPONSES, DispatchEstimate, DispatchRequest, Readiness
 from pipeline.cli import add_store_argument, exit_on_failure
 from pipeline.http_guards import MAX_BODY_BYTES, RequestGuard
+from pipeline.http_server import HttpLimits, Parser, serve
 from pipeline.logs import LOG_FORMAT, configure_logger
 from pipeline.registry import (
     LoadedModel,
@@ -146,17 +146,26 @@ async def http_error_response(request: Request, exc: Exception) -> JSONResponse:
 
 
 def uvicorn_log_config() -> Dict[str, Any]:
-    """Make uvicorn's own lines (start-up, access) look like the pipeline's."""
+    """Make uvicorn's own lines (start-up, access) and asyncio's look like the pipeline's, and
+    rate-limit the ones an attacker can repeat (a line per failed accept or bad request)."""
     config: Dict[str, Any] = {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": {"format": LOG_FORMAT}},
+        "filters": {"repeats": {"()": "pipeline.http_server.RepeatFilter"}},
         "handlers": {
             "default": {"class": "logging.StreamHandler", "formatter": "default"},
         },
         "loggers": {
-            name: {"handlers": ["default"], "level": "INFO", "propagate": False}
-            for name in ("uvicorn", "uvicorn.access")
+            "uvicorn": {"handlers": ["default"], "level": "INFO", "propagate": False},
+            "uvicorn.access": {"handlers": ["default"], "level": "INFO", "propagate": False},
+            "uvicorn.error": {"level": "INFO", "filters": ["repeats"]},
+            "asyncio": {
+                "handlers": ["default"],
+                "level": "WARNING",
+                "propagate": False,
+                "filters": ["repeats"],
+            },
         },
     }
     return config
@@ -168,6 +177,8 @@ def main(
     port: int = 8000,
     signing_key: Optional[bytes] = None,
     model_version: Optional[str] = None,
+    http_limits: HttpLimits = HttpLimits(),
+    http_parser: Parser = "h11",
 ) -> None:
     """Load the newest verified model (or the pinned one), then serve it until stopped."""
     log.info("Starting serve-model stage.")
@@ -182,13 +193,7 @@ def main(
     # handler was there before it: with this one, the process ends normally with exit code 0.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, _note_stop_signal)
-    uvicorn.run(
-        create_app(lambda: loaded),
-        host=host,
-        port=port,
-        log_config=uvicorn_log_config(),
-        timeout_graceful_shutdown=20,
-    )
+    serve(create_app(lambda: loaded), host, port, http_limits, http_parser, uvicorn_log_config())
 
 
 def _note_stop_signal(signum: int, frame: Optional[FrameType]) -> None:
@@ -208,4 +213,12 @@ if __name__ == "__main__":
     )
     args = parser.parse_args()
     with exit_on_failure(log, settings):
-        main(args.store, args.host, args.port, settings.signing_key_bytes(), args.model_version)
+        main(
+            args.store,
+            args.host,
+            args.port,
+            settings.signing_key_bytes(),
+            args.model_version,
+            HttpLimits.from_settings(settings),
+            settings.http_parser,
+        )

@@ -24,7 +24,6 @@ from typing import Any, Dict, Optional
 import joblib
 import numpy as np
 import pandas as pd
-
 import scipy
 import sklearn
 from sklearn.base import clone
@@ -41,6 +40,7 @@ from pipeline.evaluation import (
     mae_regression,
     split_by_product,
 )
+from pipeline.leftovers import remove_leftovers
 from pipeline.logs import configure_logger
 from pipeline.model import ARTIFACT_FORMAT
 from pipeline.outliers import screen_outliers
@@ -139,6 +139,7 @@ def main(
     log.info("Starting train-model stage.")
     started = time.perf_counter()
     key = newest_tranche_key(store)
+    remove_leftovers(store)  # of killed or failed runs, before this one writes
     raw = store.get_bytes(key)
     where = store.location(key)
     log.info(f"Retrieved tranche {where} ({len(raw)} bytes)")
