@@ -165,6 +165,35 @@ def check_model_parameters(model: ProductLinearModel) -> None:
         raise ModelVerificationError("parameters out of bounds: " + "; ".join(problems))
 
 
+def read_metadata(store: Store, version: str) -> ModelMetadata:
+    """Read one model's metadata, size-limited and checked to name this model (not verified).
+
+    Raises:
+        ModelVerificationError: too large, not valid metadata, or naming another model.
+        StoreError: the store itself failed.
+    """
+    location = store.location(metadata_key(version))
+    try:
+        raw = store.get_bytes(metadata_key(version), max_bytes=Settings().max_metadata_bytes)
+    except ObjectTooLargeError as exc:
+        raise ModelVerificationError(f"{exc} (TTD_MAX_METADATA_BYTES)") from exc
+    try:
+        metadata = ModelMetadata.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'document'}: {e['msg']}" for e in exc.errors()[:3]
+        )
+        raise ModelVerificationError(f"{location}: metadata is not valid: {errors}") from exc
+    if metadata.model_version != version or metadata.artifact_key != artifact_key(version):
+        raise ModelVerificationError(f"{location}: metadata names another model")
+    return metadata
+
+
+def report_key(version: str) -> str:
+    """Where a model's review report lies, beside its artifact and metadata."""
+    return f"{MODELS_PREFIX}{MODEL_STEM}{version}_report.html"
+
+
 def load_model(store: Store, version: str, signing_key: Optional[bytes] = None) -> LoadedModel:
     """Read, verify and load one published model.
 
@@ -180,19 +209,7 @@ def load_model(store: Store, version: str, signing_key: Optional[bytes] = None) 
     """
     settings = Settings()
     location = store.location(metadata_key(version))
-    try:
-        raw = store.get_bytes(metadata_key(version), max_bytes=settings.max_metadata_bytes)
-    except ObjectTooLargeError as exc:
-        raise ModelVerificationError(f"{exc} (TTD_MAX_METADATA_BYTES)") from exc
-    try:
-        metadata = ModelMetadata.model_validate_json(raw)
-    except ValidationError as exc:
-        errors = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'document'}: {e['msg']}" for e in exc.errors()[:3]
-        )
-        raise ModelVerificationError(f"{location}: metadata is not valid: {errors}") from exc
-    if metadata.model_version != version or metadata.artifact_key != artifact_key(version):
-        raise ModelVerificationError(f"{location}: metadata names another model")
+    metadata = read_metadata(store, version)
     if signing_key is not None:
         if not metadata.signature:
             raise ModelVerificationError(

@@ -240,7 +240,7 @@ def test_serving_from_s3_skips_a_tampered_model_and_serves_the_previous_one(
     assert isinstance(store, S3Store)
     generate_dataset.main(store, rows=1000, skus=5)
     good = train_model.main(store)
-    tampered = train_model.main(store)
+    tampered = train_model.main(store, force=True)
     key = artifact_key(tampered)
     body = store.get_bytes(key) + b"\x00"
     store.client.put_object(Bucket=bucket, Key=key, Body=body)  # an attacker's overwrite

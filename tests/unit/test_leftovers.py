@@ -39,7 +39,7 @@ def test_training_removes_old_leftovers_of_killed_runs_and_says_so(
         _plant(store_with_tranche, key, hours)
     dataset_keys = store_with_tranche.list_keys("datasets/")
 
-    new = train_model.main(store_with_tranche)
+    new = train_model.main(store_with_tranche, force=True)
 
     for key in old:
         assert not (store_with_tranche.root / key).exists(), key

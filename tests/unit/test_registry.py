@@ -37,7 +37,7 @@ def test_versions_sort_by_creation_time_and_never_collide() -> None:
 
 def test_newest_published_model_is_loaded(store_with_tranche: LocalStore) -> None:
     first = train_model.main(store_with_tranche)
-    second = train_model.main(store_with_tranche)
+    second = train_model.main(store_with_tranche, force=True)
     assert published_versions(store_with_tranche) == [second, first]
     assert load_newest_model(store_with_tranche).metadata.model_version == second
 
@@ -52,7 +52,7 @@ def test_a_tampered_artifact_is_skipped_and_the_previous_model_served(
     store_with_tranche: LocalStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     good = train_model.main(store_with_tranche)
-    bad = train_model.main(store_with_tranche)
+    bad = train_model.main(store_with_tranche, force=True)
     path = store_with_tranche.root / artifact_key(bad)
     path.write_bytes(path.read_bytes() + b"\x00")
     assert load_newest_model(store_with_tranche).metadata.model_version == good
@@ -99,7 +99,7 @@ def test_with_a_signing_key_a_forged_model_is_refused_and_the_signed_one_served(
     store_with_tranche: LocalStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     good = train_model.main(store_with_tranche, signing_key=KEY)
-    forged = train_model.main(store_with_tranche, signing_key=KEY)
+    forged = train_model.main(store_with_tranche, signing_key=KEY, force=True)
     _forge(store_with_tranche, forged)
     assert load_newest_model(store_with_tranche, KEY).metadata.model_version == good
     assert "signature does not match TTD_SIGNING_KEY" in caplog.text
@@ -115,16 +115,16 @@ def test_with_a_signing_key_unsigned_models_and_other_keys_are_refused(
     with pytest.raises(ModelVerificationError, match="none of the 1"):
         load_newest_model(store_with_tranche, KEY)
     assert "unsigned, and TTD_SIGNING_KEY is set" in caplog.text
-    train_model.main(store_with_tranche, signing_key=b"another key")
+    train_model.main(store_with_tranche, signing_key=b"another key", force=True)
     with pytest.raises(ModelVerificationError, match="none of the 2"):
         load_newest_model(store_with_tranche, KEY)
-    signed = train_model.main(store_with_tranche, signing_key=KEY)
+    signed = train_model.main(store_with_tranche, signing_key=KEY, force=True)
     assert load_newest_model(store_with_tranche, KEY).metadata.model_version == signed
 
 
 def test_a_pinned_version_is_loaded_instead_of_the_newest(store_with_tranche: LocalStore) -> None:
     first = train_model.main(store_with_tranche)
-    train_model.main(store_with_tranche)
+    train_model.main(store_with_tranche, force=True)
     assert load_pinned_model(store_with_tranche, first).metadata.model_version == first
     with pytest.raises(ModelVerificationError, match="'nope' is not published in"):
         load_pinned_model(store_with_tranche, "nope")
@@ -202,7 +202,7 @@ def test_an_artifact_that_is_a_named_pipe_is_refused_at_once_not_waited_on(
     store_with_tranche: LocalStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     good = train_model.main(store_with_tranche)
-    piped = train_model.main(store_with_tranche)
+    piped = train_model.main(store_with_tranche, force=True)
     path = store_with_tranche.root / artifact_key(piped)
     path.unlink()
     os.mkfifo(path)
