@@ -12,21 +12,30 @@ import hashlib
 import hmac
 import io
 import json
+import math
 import secrets
 from datetime import datetime, timezone
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 import joblib
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from pipeline.api_schema import MAX_ORDERS_PLACED
 from pipeline.logs import configure_logger
 from pipeline.model import ProductLinearModel
-from pipeline.store import Store, StoreError
+from pipeline.settings import Settings
+from pipeline.store import ObjectTooLargeError, Store, StoreError
 
 log = configure_logger(__name__)
 
 MODELS_PREFIX = "models/"
 MODEL_STEM = "time_to_dispatch_model_"
+
+# No real dispatch line comes near these: 10,000 hours is over a year before the first order,
+# and 100 hours per order queued ahead would be a month's wait behind 7 orders. A model past
+# them was tampered with or broken, and its estimates would be absurd or not even numbers.
+MAX_ABS_INTERCEPT_HOURS = 10_000.0
+MAX_ABS_SLOPE_HOURS_PER_ORDER = 100.0
 
 
 class ModelVerificationError(Exception):
@@ -126,18 +135,50 @@ def published_versions(store: Store) -> List[str]:
     return sorted(versions, reverse=True)
 
 
-def load_model(store: Store, version: str, signing_key: Optional[bytes] = None) -> LoadedModel:
-    """Read, verify and load one published model.
+def check_model_parameters(model: ProductLinearModel) -> None:
+    """Refuse a model whose numbers no real dispatch line has, naming the products.
+
+    Each intercept and slope must be finite and within MAX_ABS_INTERCEPT_HOURS and
+    MAX_ABS_SLOPE_HOURS_PER_ORDER, so that every estimate the API can ask for is a number.
 
     Raises:
-        ModelVerificationError: the metadata is unreadable or (with a signing key) unsigned
-            or badly signed, or the artifact is missing, not the bytes the metadata names, or
-            not a model this code can read.
+        ModelVerificationError: which parameter of which products is out of bounds.
+    """
+    codes: Sequence[str] = model.product_codes
+    problems = []
+    for name, values, bound, unit in (
+        ("intercept", model.intercepts, MAX_ABS_INTERCEPT_HOURS, "h"),
+        ("slope", model.slopes, MAX_ABS_SLOPE_HOURS_PER_ORDER, "h/order"),
+    ):
+        bad = [
+            f"{code} ({value!r})"
+            for code, value in zip(codes, values)
+            if not (math.isfinite(value) and abs(value) <= bound)
+        ]
+        if bad:
+            shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            problems.append(f"{name} not finite or beyond ±{bound:,g} {unit} for {shown}")
+    for code, intercept, slope in zip(codes, model.intercepts, model.slopes):
+        if not problems and not math.isfinite(intercept + slope * MAX_ORDERS_PLACED):
+            problems.append(f"estimate at {MAX_ORDERS_PLACED:,} orders is not finite for {code}")
+    if problems:
+        raise ModelVerificationError("parameters out of bounds: " + "; ".join(problems))
+
+
+def read_metadata(store: Store, version: str) -> ModelMetadata:
+    """Read one model's metadata, size-limited and checked to name this model (not verified).
+
+    Raises:
+        ModelVerificationError: too large, not valid metadata, or naming another model.
         StoreError: the store itself failed.
     """
     location = store.location(metadata_key(version))
     try:
-        metadata = ModelMetadata.model_validate_json(store.get_bytes(metadata_key(version)))
+        raw = store.get_bytes(metadata_key(version), max_bytes=Settings().max_metadata_bytes)
+    except ObjectTooLargeError as exc:
+        raise ModelVerificationError(f"{exc} (TTD_MAX_METADATA_BYTES)") from exc
+    try:
+        metadata = ModelMetadata.model_validate_json(raw)
     except ValidationError as exc:
         errors = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'document'}: {e['msg']}" for e in exc.errors()[:3]
@@ -145,6 +186,30 @@ def load_model(store: Store, version: str, signing_key: Optional[bytes] = None) 
         raise ModelVerificationError(f"{location}: metadata is not valid: {errors}") from exc
     if metadata.model_version != version or metadata.artifact_key != artifact_key(version):
         raise ModelVerificationError(f"{location}: metadata names another model")
+    return metadata
+
+
+def report_key(version: str) -> str:
+    """Where a model's review report lies, beside its artifact and metadata."""
+    return f"{MODELS_PREFIX}{MODEL_STEM}{version}_report.html"
+
+
+def load_model(store: Store, version: str, signing_key: Optional[bytes] = None) -> LoadedModel:
+    """Read, verify and load one published model.
+
+    The metadata and the artifact are read only if their size is within
+    TTD_MAX_METADATA_BYTES and TTD_MAX_ARTIFACT_BYTES, so that a huge object planted in the
+    store is skipped without being read.
+
+    Raises:
+        ModelVerificationError: the metadata is too large, unreadable or (with a signing key)
+            unsigned or badly signed, or the artifact is missing, too large, not the bytes
+            the metadata names, not a model this code can read, or its parameters are absurd.
+        StoreError: the store itself failed.
+    """
+    settings = Settings()
+    location = store.location(metadata_key(version))
+    metadata = read_metadata(store, version)
     if signing_key is not None:
         if not metadata.signature:
             raise ModelVerificationError(
@@ -156,7 +221,7 @@ def load_model(store: Store, version: str, signing_key: Optional[bytes] = None) 
                 f"{location}: signature does not match TTD_SIGNING_KEY: refusing to load it"
             )
     try:
-        artifact = store.get_bytes(metadata.artifact_key)
+        artifact = store.get_bytes(metadata.artifact_key, max_bytes=settings.max_artifact_bytes)
     except StoreError as exc:
         raise ModelVerificationError(f"{location}: artifact unreadable: {exc}") from exc
     if sha256(artifact) != metadata.artifact_sha256:
@@ -170,6 +235,10 @@ def load_model(store: Store, version: str, signing_key: Optional[bytes] = None) 
         raise ModelVerificationError(
             f"{store.location(metadata.artifact_key)}: cannot load: {exc}"
         ) from exc
+    try:
+        check_model_parameters(model)
+    except ModelVerificationError as exc:
+        raise ModelVerificationError(f"{store.location(metadata.artifact_key)}: {exc}") from exc
     return LoadedModel(model, metadata)
 
 

@@ -17,7 +17,6 @@ from contextlib import asynccontextmanager
 from types import FrameType
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional
 
-import uvicorn
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -36,6 +35,7 @@ from pipeline.api_schema import (
 )
 from pipeline.cli import add_store_argument, build_parser, exit_on_failure, stage_settings
 from pipeline.http_guards import MAX_BODY_BYTES, RequestGuard
+from pipeline.http_server import HttpLimits, Parser, serve
 from pipeline.logs import LOG_FORMAT, configure_logger
 from pipeline.metrics import MetricsMiddleware, ServiceMetrics, refusal_reason
 from pipeline.registry import (
@@ -227,17 +227,26 @@ def _count_refusal(request: Request, reason: str) -> None:
 
 
 def uvicorn_log_config() -> Dict[str, Any]:
-    """Make uvicorn's own lines (start-up, access) look like the pipeline's."""
+    """Make uvicorn's own lines (start-up, access) and asyncio's look like the pipeline's, and
+    rate-limit the ones an attacker can repeat (a line per failed accept or bad request)."""
     config: Dict[str, Any] = {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": {"format": LOG_FORMAT}},
+        "filters": {"repeats": {"()": "pipeline.http_server.RepeatFilter"}},
         "handlers": {
             "default": {"class": "logging.StreamHandler", "formatter": "default"},
         },
         "loggers": {
-            name: {"handlers": ["default"], "level": "INFO", "propagate": False}
-            for name in ("uvicorn", "uvicorn.access")
+            "uvicorn": {"handlers": ["default"], "level": "INFO", "propagate": False},
+            "uvicorn.access": {"handlers": ["default"], "level": "INFO", "propagate": False},
+            "uvicorn.error": {"level": "INFO", "filters": ["repeats"]},
+            "asyncio": {
+                "handlers": ["default"],
+                "level": "WARNING",
+                "propagate": False,
+                "filters": ["repeats"],
+            },
         },
     }
     return config
@@ -304,6 +313,8 @@ def main(
     port: int = 8000,
     signing_key: Optional[bytes] = None,
     model_version: Optional[str] = None,
+    http_limits: HttpLimits = HttpLimits(),
+    http_parser: Parser = "h11",
 ) -> None:
     """Load the newest verified model (or the pinned one), then serve it until stopped."""
     log.info("Starting serve-model stage.")
@@ -324,13 +335,8 @@ def main(
     # handler was there before it: with this one, the process ends normally with exit code 0.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, _note_stop_signal)
-    uvicorn.run(
-        create_app(lambda: loaded, newest_published=newest, pinned=bool(model_version)),
-        host=host,
-        port=port,
-        log_config=uvicorn_log_config(),
-        timeout_graceful_shutdown=20,
-    )
+    app = create_app(lambda: loaded, newest_published=newest, pinned=bool(model_version))
+    serve(app, host, port, http_limits, http_parser, uvicorn_log_config())
 
 
 def _note_stop_signal(signum: int, frame: Optional[FrameType]) -> None:
@@ -358,4 +364,12 @@ if __name__ == "__main__":
         if args.check_port:
             check_port_free(args.host, args.port)
             sys.exit(0)
-        main(args.store, args.host, args.port, settings.signing_key_bytes(), args.model_version)
+        main(
+            args.store,
+            args.host,
+            args.port,
+            settings.signing_key_bytes(),
+            args.model_version,
+            HttpLimits.from_settings(settings),
+            settings.http_parser,
+        )

@@ -2,6 +2,7 @@
 from typing import Optional
 
 from pydantic import Field, SecretStr, ValidationError
+from typing_extensions import Literal
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_STORE = "artifacts"
@@ -36,6 +37,28 @@ class Settings(BaseSettings):
     s3_max_attempts: int = Field(3, description="tries per S3 call, with backoff")
     s3_connect_timeout: float = Field(3.0, description="seconds to connect to S3")
     s3_read_timeout: float = Field(10.0, description="seconds to wait for S3's answer")
+    # The HTTP server's limits (README, "Failure modes"): a client that opens a connection
+    # or starts a request must send its headers, then its body, within these many seconds;
+    # beyond max_connections open at once a new connection gets a 503 and is closed; on
+    # SIGTERM, idle keep-alive connections are kept open for drain_grace seconds so that a
+    # request already on its way is still answered (with Connection: close).
+    http_parser: Literal["h11", "httptools"] = Field("h11", description="HTTP parser")
+    http_header_timeout: float = Field(10.0, gt=0, description="seconds to send headers")
+    http_body_timeout: float = Field(10.0, gt=0, description="seconds to send a body")
+    http_keep_alive_timeout: int = Field(5, gt=0, description="idle keep-alive seconds")
+    http_max_connections: int = Field(1000, gt=0, description="connections open at once")
+    http_drain_grace: float = Field(2.0, ge=0, description="SIGTERM: idle connections kept")
+    # Model metadata is a few kilobytes; anything larger is skipped unread, so that a
+    # planted file cannot exhaust the pod's memory. An artifact is ~50 bytes per product.
+    max_metadata_bytes: int = Field(1024 * 1024, gt=0, description="larger metadata skipped")
+    max_artifact_bytes: int = Field(
+        64 * 1024 * 1024, gt=0, description="larger artifacts skipped"
+    )
+    # Training removes temporary files and unpublished artifacts older than this: longer
+    # than any run may take, so a publication in progress is never disturbed.
+    leftover_max_age_hours: float = Field(
+        6.0, ge=0, description="training removes leftovers older than this"
+    )
 
     def signing_key_bytes(self) -> Optional[bytes]:
         if self.signing_key is None or not self.signing_key.get_secret_value():

@@ -6,9 +6,10 @@ what to check, so that a stage can print one line instead of a traceback.
 """
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, List, NamedTuple, Optional, Union
 
 import boto3
 from botocore.config import Config
@@ -35,6 +36,22 @@ class StoreError(Exception):
 
 class KeyExistsError(StoreError):
     """A write would have replaced an existing object: the store never overwrites."""
+
+
+class ObjectTooLargeError(StoreError):
+    """An object is larger than its reader allows, and was not read."""
+
+
+class StoredObject(NamedTuple):
+    key: str
+    size: int
+    modified: float  # seconds since the epoch, as the store reports it
+
+
+def _too_large(location: str, size: int, max_bytes: int) -> ObjectTooLargeError:
+    return ObjectTooLargeError(
+        f"{location} is {size:,} bytes, over the limit of {max_bytes:,}: not reading it"
+    )
 
 
 def make_s3_client() -> S3Client:
@@ -79,11 +96,69 @@ class LocalStore:
             if p.is_file() and not p.name.startswith(".")
         )
 
-    def get_bytes(self, key: str) -> bytes:
+    def list_objects(self, prefix: str, hidden: bool = False) -> List[StoredObject]:
+        """List regular files under `prefix` with their size and age; hidden ones on demand
+        (the temporary files of writes in progress, or of writes that were killed)."""
+        folder = self.root / prefix
+        if not folder.is_dir():
+            return []
+        found = []
+        for path in folder.rglob("*"):
+            if path.name.startswith(".") and not hidden:
+                continue
+            try:
+                info = path.lstat()
+            except OSError:  # removed meanwhile
+                continue
+            if stat.S_ISREG(info.st_mode):
+                key = path.relative_to(self.root).as_posix()
+                found.append(StoredObject(key, info.st_size, info.st_mtime))
+        return sorted(found)
+
+    def get_bytes(self, key: str, max_bytes: Optional[int] = None) -> bytes:
+        """Read a whole object; refuse one larger than `max_bytes` without reading it.
+
+        Raises:
+            ObjectTooLargeError: over `max_bytes`.
+            StoreError: missing, unreadable, or not a regular file. A named pipe or a device
+                is refused before any read, which would block or never end.
+        """
+        location = self.location(key)
         try:
-            return self._path(key).read_bytes()
+            # Non-blocking, so that opening a named pipe returns at once instead of waiting
+            # for a writer that may never come.
+            fd = os.open(self._path(key), os.O_RDONLY | os.O_NONBLOCK)
         except OSError as exc:
-            raise StoreError(f"cannot read {self.location(key)}: {exc.strerror}") from exc
+            raise StoreError(f"cannot read {location}: {exc.strerror}") from exc
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise StoreError(
+                    f"cannot read {location}: not a regular file "
+                    f"({_file_type(info.st_mode)}); refusing it"
+                )
+            if max_bytes is not None and info.st_size > max_bytes:
+                raise _too_large(location, info.st_size, max_bytes)
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
+        except OSError as exc:
+            raise StoreError(f"cannot read {location}: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
+        if max_bytes is not None and len(data) > max_bytes:  # it grew while being read
+            raise _too_large(location, len(data), max_bytes)
+        return data
+
+    def remove_leftover(self, key: str) -> None:
+        """Delete one regular file: only for leftovers of failed runs (pipeline/leftovers.py)."""
+        path = self.root / key  # not resolved: a symlink is refused, never its target removed
+        self._path(str(Path(key).parent / "x"))  # the folder must be inside the store
+        try:
+            if not stat.S_ISREG(path.lstat().st_mode):
+                raise StoreError(f"cannot remove {self.location(key)}: not a regular file")
+            path.unlink()
+        except OSError as exc:
+            raise StoreError(f"cannot remove {self.location(key)}: {exc.strerror}") from exc
 
     def put_new(self, key: str, data: bytes) -> None:
         """Write an object that must not exist yet, atomically.
@@ -132,12 +207,49 @@ class S3Store:
             raise StoreError(_explain("list", self.location(prefix), exc)) from exc
         return sorted(keys)
 
-    def get_bytes(self, key: str) -> bytes:
+    def list_objects(self, prefix: str, hidden: bool = False) -> List[StoredObject]:
+        """List objects under `prefix` with their size and last-modified time (S3 has no
+        temporary objects: a PUT is visible whole or not at all, so `hidden` changes nothing)."""
+        found: List[StoredObject] = []
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                found.extend(
+                    StoredObject(
+                        obj["Key"][len(self.prefix):], obj["Size"], obj["LastModified"].timestamp()
+                    )
+                    for obj in page.get("Contents", [])
+                )
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreError(_explain("list", self.location(prefix), exc)) from exc
+        return sorted(found)
+
+    def get_bytes(self, key: str, max_bytes: Optional[int] = None) -> bytes:
+        """Read a whole object; refuse one larger than `max_bytes` from its Content-Length,
+        before reading its body."""
+        location = self.location(key)
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
-            return response["Body"].read()
+            body = response["Body"]
+            try:
+                size = response["ContentLength"]
+                if max_bytes is not None and size > max_bytes:
+                    raise _too_large(location, size, max_bytes)
+                data = body.read() if max_bytes is None else body.read(max_bytes + 1)
+            finally:
+                body.close()
         except (BotoCoreError, ClientError) as exc:
-            raise StoreError(_explain("read", self.location(key), exc)) from exc
+            raise StoreError(_explain("read", location, exc)) from exc
+        if max_bytes is not None and len(data) > max_bytes:
+            raise _too_large(location, len(data), max_bytes)
+        return data
+
+    def remove_leftover(self, key: str) -> None:
+        """Delete one object: only for leftovers of failed runs (pipeline/leftovers.py)."""
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreError(_explain("remove", self.location(key), exc)) from exc
 
     def put_new(self, key: str, data: bytes) -> None:
         """Write an object that must not exist yet.
@@ -194,6 +306,19 @@ def open_store(uri: str, s3_client: Optional[Callable[[], S3Client]] = None) -> 
             "nor a local folder"
         )
     return LocalStore(uri)
+
+
+def _file_type(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"
 
 
 def _error_code(exc: ClientError) -> str:

@@ -14,17 +14,17 @@ Steps:
 8. Publish the artifact, then its metadata (version, metrics, comparison, lineage, profile).
 """
 import argparse
+import hashlib
 import platform
 import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import joblib
 import numpy as np
 import pandas as pd
-
 import scipy
 import sklearn
 from sklearn.base import clone
@@ -39,23 +39,30 @@ from pipeline.evaluation import (
     compare_with_live,
     evaluate,
     mae_regression,
+    served_estimates,
     split_by_product,
 )
+from pipeline.leftovers import remove_leftovers
 from pipeline.logs import configure_logger
 from pipeline.model import ARTIFACT_FORMAT
 from pipeline.outliers import screen_outliers
 from pipeline.registry import (
     LoadedModel,
     ModelMetadata,
+    ModelVerificationError,
     artifact_key,
     load_live_model,
     metadata_extra,
     new_model_version,
     publish_model,
+    published_versions,
+    read_metadata,
+    report_key,
     serialise_model,
     sha256,
 )
-from pipeline.store import Store, open_store
+from pipeline.report import HistoryPoint, ReportInputs, render
+from pipeline.store import S3Store, Store, open_store
 from pipeline.tranche import (
     DATASETS_PREFIX,
     HOURS,
@@ -86,10 +93,13 @@ def newest_tranche_key(store: Store) -> str:
         )
     dated = dated_tranche_keys(keys)
     if not dated:
+        # Synthetic data is for laptops: never suggest writing it into a bucket.
+        sample = "" if isinstance(store, S3Store) else (
+            f", or make a sample with `python -m pipeline.generate_dataset {store.uri}`"
+        )
         raise TrainingRefused(
             f"no tranche found in {store.location(DATASETS_PREFIX)} (expected CSVs named like "
-            "time_to_dispatch_2021-07-09T23:00:00.csv): upload one, or make a sample with "
-            f"`python -m pipeline.generate_dataset {store.uri}`"
+            f"time_to_dispatch_2021-07-09T23:00:00.csv): upload the week's tranche there{sample}"
         )
     return dated[-1].key
 
@@ -138,9 +148,21 @@ def main(
     log.info("Starting train-model stage.")
     started = time.perf_counter()
     key = newest_tranche_key(store)
+    remove_leftovers(store)  # of killed or failed runs, before this one writes
     raw = store.get_bytes(key)
     where = store.location(key)
     log.info(f"Retrieved tranche {where} ({len(raw)} bytes)")
+    run = run_fingerprint(
+        raw, r2_error_threshold, r2_warning_threshold, max_mae_regression, live_version,
+        max_carry_weeks, estimator,
+    )
+    done = None if force else already_published(store, run)
+    if done:
+        log.info(
+            f"Model {done} was trained on this same tranche by this same code and settings: "
+            "nothing to do"
+        )
+        return done
     live = load_live_model(store, signing_key, live_version)
     live_rows = live.metadata.dataset.get("rows_used") if live else None
     try:
@@ -241,6 +263,8 @@ def main(
             "forced": force,
         },
         comparison=comparison,
+        run_fingerprint=run,
+        report_key=report_key(version),
         catalogue={
             "fitted": len(fitted.product_codes),
             "pooled": pooled,
@@ -264,10 +288,84 @@ def main(
             "evaluate_and_check": round(evaluated - fitted_at, 4),
         },
     )
+    review = review_report(store, metadata, split.test, catalogue.model, warnings)
+    store.put_new(report_key(version), review.encode("utf-8"))
     metadata_location = publish_model(store, version, artifact, metadata, signing_key)
     signed = "signed" if signing_key else "unsigned (no TTD_SIGNING_KEY)"
     log.info(f"Published model {version} to {store.location(metadata_location)}, {signed}")
     return version
+
+
+def code_fingerprint() -> str:
+    """Return the SHA-256 of the pipeline's own source: which code trained a model."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def run_fingerprint(raw: bytes, *settings: Any) -> str:
+    """Return what makes a training run: its tranche, the code, and every setting."""
+    described = repr([s.get_params() if hasattr(s, "get_params") else s for s in settings])
+    return sha256(raw + b"\0" + code_fingerprint().encode() + b"\0" + described.encode())
+
+
+def already_published(store: Store, run: str) -> Optional[str]:
+    """Return the newest model's version if this same run published it (a re-run is a no-op)."""
+    versions = published_versions(store)
+    if not versions:
+        return None
+    try:
+        newest = read_metadata(store, versions[0])
+    except ModelVerificationError:
+        return None
+    return versions[0] if metadata_extra(newest, "run_fingerprint") == run else None
+
+
+def review_report(
+    store: Store,
+    metadata: ModelMetadata,
+    test: pd.DataFrame,
+    model: Any,
+    warnings: List[str],
+    history_length: int = 10,
+) -> str:
+    """Return the HTML review report of a model about to be published."""
+    history: List[HistoryPoint] = []
+    for version in reversed(published_versions(store)[: history_length - 1]):
+        try:
+            old = read_metadata(store, version)
+        except ModelVerificationError:
+            continue
+        history.append(_history_point(old))
+    history.append(_history_point(metadata))
+    held_out = test.assign(estimate=served_estimates(model, test))
+    extra = metadata.model_extra or {}
+    return render(
+        ReportInputs(
+            version=metadata.model_version,
+            created_at=metadata.created_at,
+            tranche=str(metadata.dataset.get("location", "")),
+            metrics=metadata.metrics,
+            comparison=extra.get("comparison"),
+            forced=bool((extra.get("thresholds") or {}).get("forced")),
+            held_out=held_out,
+            drift=extra.get("drift") or [],
+            history=history,
+            warnings=warnings,
+        )
+    )
+
+
+def _history_point(metadata: ModelMetadata) -> HistoryPoint:
+    comparison = metadata_extra(metadata, "comparison") or {}
+    return HistoryPoint(
+        metadata.model_version,
+        metadata.created_at,
+        metadata.metrics.get("r2"),
+        metadata.metrics.get("mae"),
+        comparison.get("live_mae"),
+    )
 
 
 def _describe_outliers(outliers: Any) -> str:
@@ -362,6 +460,12 @@ if __name__ == "__main__":
         help="weeks a product missing from the tranche keeps the live model's estimate",
     )
     args = parser.parse_args()
+    if args.r2_error_threshold > args.r2_warning_threshold:
+        parser.error(
+            f"--r2-error-threshold {args.r2_error_threshold} is above --r2-warning-threshold "
+            f"{args.r2_warning_threshold}: a model would be refused before it could be warned "
+            "about; swap them"
+        )
     with exit_on_failure(log, settings):
         main(
             open_store(args.store),

@@ -1,5 +1,6 @@
 """Run the stages as real processes, the way an engineer or Kubernetes runs them."""
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -7,7 +8,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import httpx
 
@@ -65,10 +66,17 @@ class Service:
     """A service process whose output goes to a file: a pipe nobody reads would fill up
     under load and stall the server."""
 
-    def __init__(self, args: List[str], env: Dict[str, str], cwd: Path) -> None:
+    def __init__(
+        self, args: List[str], env: Dict[str, str], cwd: Path, open_files: Optional[int] = None
+    ) -> None:
         self.log = tempfile.TemporaryFile("w+")
         self.process = subprocess.Popen(
-            [sys.executable, *args], cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT
+            [sys.executable, *args],
+            cwd=cwd,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=None if open_files is None else _limit_open_files(open_files),
         )
 
     @property
@@ -89,6 +97,20 @@ class Service:
         self.log.seek(0)
         return self.log.read()
 
+    def peak_rss_mb(self) -> float:
+        """The process's peak resident memory so far (VmHWM), read while it is alive."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError(f"no VmHWM for pid {self.pid}")
+
+
+def _limit_open_files(count: int) -> Callable[[], None]:
+    def limit() -> None:  # runs in the child, before it executes Python
+        resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
+
+    return limit
+
 
 def start_service(
     args: List[str],
@@ -96,9 +118,12 @@ def start_service(
     env: Optional[Dict[str, str]] = None,
     cwd: Optional[Path] = None,
     timeout: float = 60.0,
+    open_files: Optional[int] = None,
 ) -> Service:
-    """Start the serving stage and return once /ready answers 200 (or raise with its log)."""
-    service = Service(args, env or stage_env(), cwd or REPO)
+    """Start the serving stage and return once /ready answers 200 (or raise with its log).
+
+    `open_files` caps the process's file descriptors (ulimit -n), as a small pod would."""
+    service = Service(args, env or stage_env(), cwd or REPO, open_files)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if service.poll() is not None:

@@ -240,7 +240,7 @@ def test_serving_from_s3_skips_a_tampered_model_and_serves_the_previous_one(
     assert isinstance(store, S3Store)
     generate_dataset.main(store, rows=1000, skus=5)
     good = train_model.main(store)
-    tampered = train_model.main(store)
+    tampered = train_model.main(store, force=True)
     key = artifact_key(tampered)
     body = store.get_bytes(key) + b"\x00"
     store.client.put_object(Bucket=bucket, Key=key, Body=body)  # an attacker's overwrite
@@ -254,3 +254,29 @@ def test_serving_from_s3_skips_a_tampered_model_and_serves_the_previous_one(
         output = stop_service(service)
     assert answer["model_version"] == good
     assert f"skipping model {tampered}: s3://{bucket}/{key}: SHA-256 differs" in output
+
+
+def test_training_on_s3_removes_unpublished_artifacts_past_the_age_limit_only(
+    s3_env: Dict[str, str], bucket: str
+) -> None:
+    uri = f"s3://{bucket}"
+    store = open_store(uri)
+    generate_dataset.main(store, rows=1000, skus=5)
+    published = train_model.main(store)
+    orphan = artifact_key("20210101T000000000000Z-000000000001")  # its run died before metadata
+    store.put_new(orphan, b"half-published")
+    # Just written: it may be a concurrent run's publication in progress, so it stays.
+    kept = run_stage(["-m", "pipeline.train_model", uri], stage_env(s3_env))
+    assert kept.returncode == 0, kept.stderr
+    assert orphan in store.list_keys("models/")
+    removed = run_stage(
+        ["-m", "pipeline.train_model", uri],
+        stage_env({**s3_env, "TTD_LEFTOVER_MAX_AGE_HOURS": "0"}),
+    )
+    assert removed.returncode == 0, removed.stderr
+    assert f"Removed leftover of a failed run s3://{bucket}/{orphan}" in removed.stderr
+    keys = store.list_keys("models/")
+    assert orphan not in keys
+    assert len(published_versions(store)) == 3
+    assert all(artifact_key(v) in keys for v in published_versions(store))
+    assert published in published_versions(store)

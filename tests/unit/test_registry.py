@@ -1,21 +1,29 @@
 import json
+import math
+import os
+import threading
 from datetime import datetime, timezone
+from typing import List
 
 import pytest
+from fastapi.testclient import TestClient
 
 from pipeline import train_model
 from pipeline.model import ProductLinearModel
 from pipeline.registry import (
     ModelVerificationError,
     artifact_key,
+    check_model_parameters,
     load_newest_model,
     load_pinned_model,
     metadata_key,
     new_model_version,
+    publish_model,
     published_versions,
     serialise_model,
     sha256,
 )
+from pipeline.serve_model import API_PATH, create_app
 from pipeline.store import LocalStore
 
 
@@ -29,7 +37,7 @@ def test_versions_sort_by_creation_time_and_never_collide() -> None:
 
 def test_newest_published_model_is_loaded(store_with_tranche: LocalStore) -> None:
     first = train_model.main(store_with_tranche)
-    second = train_model.main(store_with_tranche)
+    second = train_model.main(store_with_tranche, force=True)
     assert published_versions(store_with_tranche) == [second, first]
     assert load_newest_model(store_with_tranche).metadata.model_version == second
 
@@ -44,7 +52,7 @@ def test_a_tampered_artifact_is_skipped_and_the_previous_model_served(
     store_with_tranche: LocalStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     good = train_model.main(store_with_tranche)
-    bad = train_model.main(store_with_tranche)
+    bad = train_model.main(store_with_tranche, force=True)
     path = store_with_tranche.root / artifact_key(bad)
     path.write_bytes(path.read_bytes() + b"\x00")
     assert load_newest_model(store_with_tranche).metadata.model_version == good
@@ -91,7 +99,7 @@ def test_with_a_signing_key_a_forged_model_is_refused_and_the_signed_one_served(
     store_with_tranche: LocalStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     good = train_model.main(store_with_tranche, signing_key=KEY)
-    forged = train_model.main(store_with_tranche, signing_key=KEY)
+    forged = train_model.main(store_with_tranche, signing_key=KEY, force=True)
     _forge(store_with_tranche, forged)
     assert load_newest_model(store_with_tranche, KEY).metadata.model_version == good
     assert "signature does not match TTD_SIGNING_KEY" in caplog.text
@@ -107,16 +115,110 @@ def test_with_a_signing_key_unsigned_models_and_other_keys_are_refused(
     with pytest.raises(ModelVerificationError, match="none of the 1"):
         load_newest_model(store_with_tranche, KEY)
     assert "unsigned, and TTD_SIGNING_KEY is set" in caplog.text
-    train_model.main(store_with_tranche, signing_key=b"another key")
+    train_model.main(store_with_tranche, signing_key=b"another key", force=True)
     with pytest.raises(ModelVerificationError, match="none of the 2"):
         load_newest_model(store_with_tranche, KEY)
-    signed = train_model.main(store_with_tranche, signing_key=KEY)
+    signed = train_model.main(store_with_tranche, signing_key=KEY, force=True)
     assert load_newest_model(store_with_tranche, KEY).metadata.model_version == signed
 
 
 def test_a_pinned_version_is_loaded_instead_of_the_newest(store_with_tranche: LocalStore) -> None:
     first = train_model.main(store_with_tranche)
-    train_model.main(store_with_tranche)
+    train_model.main(store_with_tranche, force=True)
     assert load_pinned_model(store_with_tranche, first).metadata.model_version == first
     with pytest.raises(ModelVerificationError, match="'nope' is not published in"):
         load_pinned_model(store_with_tranche, "nope")
+
+
+def _publish(store: LocalStore, model: ProductLinearModel) -> str:
+    """Publish a model as training would, with a SHA-256 that matches: only its numbers are
+    wrong, as after a bug or by someone who can write to the bucket."""
+    good = load_newest_model(store).metadata
+    version = new_model_version()
+    artifact = serialise_model(model)
+    metadata = good.model_copy(
+        update={
+            "model_version": version,
+            "artifact_key": artifact_key(version),
+            "artifact_sha256": sha256(artifact),
+        }
+    )
+    publish_model(store, version, artifact, metadata)
+    return version
+
+
+@pytest.mark.parametrize(
+    "intercept, slope, message",
+    [
+        (math.inf, 0.05, "intercept not finite or beyond ±10,000 h for SKU002 (inf)"),
+        (math.nan, 0.05, "intercept not finite or beyond ±10,000 h for SKU002 (nan)"),
+        (2.0, 1e306, "slope not finite or beyond ±100 h/order for SKU002 (1e+306)"),
+        (-1e5, 0.05, "intercept not finite or beyond ±10,000 h for SKU002 (-100000.0)"),
+        (2.0, -math.inf, "slope not finite or beyond ±100 h/order for SKU002 (-inf)"),
+    ],
+)
+def test_a_model_with_absurd_parameters_is_skipped_naming_the_product(
+    store_with_tranche: LocalStore,
+    caplog: pytest.LogCaptureFixture,
+    intercept: float,
+    slope: float,
+    message: str,
+) -> None:
+    good = train_model.main(store_with_tranche)
+    absurd = _publish(
+        store_with_tranche,
+        ProductLinearModel(("SKU001", "SKU002"), (2.0, intercept), (0.05, slope)),
+    )
+    app = create_app(lambda: load_newest_model(store_with_tranche))
+    with TestClient(app) as client:
+        response = client.post(API_PATH, json={"product_code": "SKU002", "orders_placed": 100})
+    assert response.status_code == 200
+    assert response.json()["model_version"] == good
+    assert math.isfinite(response.json()["est_hours_to_dispatch"])
+    assert f"skipping model {absurd}" in caplog.text
+    assert message in caplog.text
+
+
+def test_parameters_within_bounds_pass_the_check() -> None:
+    check_model_parameters(ProductLinearModel(("A", "B"), (-10_000.0, 9_999.0), (-100.0, 100.0)))
+    with pytest.raises(ModelVerificationError, match=r"for A \(inf\), B .*E \(inf\) and 1 more"):
+        check_model_parameters(
+            ProductLinearModel(tuple("ABCDEF"), (math.inf,) * 6, (0.0,) * 6)
+        )
+
+
+def test_metadata_over_the_size_limit_is_skipped_unread(
+    store_with_tranche: LocalStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = train_model.main(store_with_tranche)
+    planted = new_model_version()
+    store_with_tranche.put_new(metadata_key(planted), b" " * (1024 * 1024 + 1))
+    assert load_newest_model(store_with_tranche).metadata.model_version == good
+    assert f"skipping model {planted}" in caplog.text
+    assert "is 1,048,577 bytes, over the limit of 1,048,576: not reading it" in caplog.text
+
+
+def test_an_artifact_that_is_a_named_pipe_is_refused_at_once_not_waited_on(
+    store_with_tranche: LocalStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = train_model.main(store_with_tranche)
+    piped = train_model.main(store_with_tranche, force=True)
+    path = store_with_tranche.root / artifact_key(piped)
+    path.unlink()
+    os.mkfifo(path)
+    loaded: List[str] = []
+    reader = threading.Thread(
+        target=lambda: loaded.append(
+            load_newest_model(store_with_tranche).metadata.model_version
+        ),
+        daemon=True,
+    )
+    reader.start()
+    reader.join(timeout=10)
+    if reader.is_alive():  # blocked opening the pipe: let it go before failing
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(timeout=10)
+        pytest.fail("loading blocked on a named pipe")
+    assert loaded == [good]
+    assert f"skipping model {piped}" in caplog.text
+    assert "not a regular file (a named pipe); refusing it" in caplog.text

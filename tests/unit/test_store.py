@@ -1,10 +1,18 @@
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from pipeline.store import KeyExistsError, LocalStore, S3Store, StoreError, open_store
+from pipeline.store import (
+    KeyExistsError,
+    LocalStore,
+    ObjectTooLargeError,
+    S3Store,
+    StoreError,
+    open_store,
+)
 
 
 def test_open_store_picks_the_backend_from_the_uri(tmp_path: Path) -> None:
@@ -62,3 +70,43 @@ def test_local_store_errors_name_the_location(store: LocalStore) -> None:
         store.get_bytes("datasets/none.csv")
     with pytest.raises(StoreError, match="outside the store"):
         store.get_bytes("../../etc/passwd")
+
+
+def test_local_store_refuses_an_object_over_the_size_limit_without_reading_it(
+    store: LocalStore,
+) -> None:
+    store.put_new("models/big.json", b"x" * 101)
+    assert store.get_bytes("models/big.json", max_bytes=101) == b"x" * 101
+    with pytest.raises(ObjectTooLargeError, match=r"big.json is 101 bytes, over the limit of 100"):
+        store.get_bytes("models/big.json", max_bytes=100)
+
+
+@pytest.mark.parametrize("make", ["fifo", "directory"])
+def test_local_store_refuses_a_named_pipe_or_folder_at_once(store: LocalStore, make: str) -> None:
+    path = store.root / "models" / "special.joblib"
+    path.parent.mkdir(parents=True)
+    os.mkfifo(path) if make == "fifo" else path.mkdir()
+    started = time.monotonic()
+    kind = "a named pipe" if make == "fifo" else "a directory"
+    with pytest.raises(StoreError, match=f"special.joblib: not a regular file \\({kind}\\)"):
+        store.get_bytes("models/special.joblib")
+    assert time.monotonic() - started < 5
+
+
+def test_local_store_lists_objects_with_size_and_age_and_hidden_ones_on_demand(
+    store: LocalStore,
+) -> None:
+    store.put_new("models/a.json", b"123")
+    (store.root / "models" / ".tmp-x").write_bytes(b"1")
+    os.mkfifo(store.root / "models" / "pipe")
+    objects = store.list_objects("models/")
+    assert [(o.key, o.size) for o in objects] == [("models/a.json", 3)]
+    assert abs(objects[0].modified - time.time()) < 60
+    assert [o.key for o in store.list_objects("models/", hidden=True)] == [
+        "models/.tmp-x",
+        "models/a.json",
+    ]
+    store.remove_leftover("models/.tmp-x")
+    assert not (store.root / "models" / ".tmp-x").exists()
+    with pytest.raises(StoreError, match="not a regular file"):
+        store.remove_leftover("models/pipe")

@@ -89,4 +89,38 @@ def test_train_refuses_a_truncated_tranche_after_a_full_one(
     put_tranche(store_with_tranche, tranche.iloc[:200], datetime(2021, 7, 16))
     with pytest.raises(train_model.TrainingRefused):
         train_model.main(store_with_tranche)
-    assert len(store_with_tranche.list_keys("models/")) == 2  # the first model, untouched
+    assert len(store_with_tranche.list_keys("models/")) == 3  # the first model, untouched
+
+
+def test_a_rerun_on_the_same_tranche_with_the_same_code_publishes_nothing_new(
+    store_with_tranche: LocalStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = train_model.main(store_with_tranche)
+    assert train_model.main(store_with_tranche) == first
+    assert "was trained on this same tranche by this same code and settings: nothing to do" \
+        in caplog.text
+    assert len(store_with_tranche.list_keys("models/")) == 3  # artifact, report, metadata
+    other = train_model.main(store_with_tranche, r2_warning_threshold=0.6)  # other settings
+    forced = train_model.main(store_with_tranche, r2_warning_threshold=0.6, force=True)
+    assert len({first, other, forced}) == 3
+
+
+def test_training_writes_a_review_report_beside_the_model(store_with_tranche: LocalStore) -> None:
+    version = train_model.main(store_with_tranche)
+    report = store_with_tranche.get_bytes(
+        f"models/time_to_dispatch_model_{version}_report.html"
+    ).decode()
+    assert f"Model review: {version}" in report
+    assert report.count("data:image/png;base64,") == 3
+    assert 'id="worst-products"' in report and 'id="history"' in report
+
+
+def test_with_an_s3_store_the_no_tranche_hint_never_suggests_synthetic_data() -> None:
+    from pipeline.store import S3Store
+
+    store = S3Store("bucket", "", client=None)  # type: ignore[arg-type]
+    store.list_keys = lambda prefix: []  # type: ignore[method-assign]  # an empty bucket
+    with pytest.raises(train_model.TrainingRefused) as refused:
+        train_model.newest_tranche_key(store)
+    assert "upload the week's tranche there" in str(refused.value)
+    assert "generate_dataset" not in str(refused.value)

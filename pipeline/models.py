@@ -1,0 +1,138 @@
+"""List the published models in a store, newest first, or show one model's metadata.
+
+Steps:
+1. List the models that have metadata (are published), newest first, up to --last.
+2. Verify each as serving would (SHA-256, signature with TTD_SIGNING_KEY, parameters).
+3. Print a table: version, trained at, tranche, rows, products, held-out R² and MAE, the
+   live model's MAE on that week (from the champion comparison), signed, verifies.
+
+Run: python -m pipeline.models [STORE] [--last 20] [--show VERSION]
+"""
+import argparse
+import json
+from typing import Any, List, NamedTuple, Optional
+
+from pipeline.cli import add_store_argument, exit_on_failure, stage_settings
+from pipeline.logs import configure_logger
+from pipeline.registry import (
+    ModelVerificationError,
+    load_model,
+    metadata_extra,
+    published_versions,
+    read_metadata,
+)
+from pipeline.store import Store, open_store
+
+log = configure_logger(__name__)
+
+
+class ModelRow(NamedTuple):
+    version: str
+    trained_at: str
+    tranche: str
+    rows: Optional[int]
+    products: Optional[int]
+    r2: Optional[float]
+    mae: Optional[float]
+    live_mae: Optional[float]  # last week's model on this model's week
+    signed: Optional[bool]
+    verifies: bool
+    problem: str
+
+
+def model_rows(store: Store, signing_key: Optional[bytes], last: int = 20) -> List[ModelRow]:
+    """Return what an operator needs to know of each of the newest published models."""
+    rows = []
+    for version in published_versions(store)[:last]:
+        problem = ""
+        try:
+            metadata = load_model(store, version, signing_key).metadata
+        except ModelVerificationError as exc:
+            problem = str(exc)
+            try:
+                metadata = read_metadata(store, version)
+            except ModelVerificationError:
+                rows.append(ModelRow(version, "?", "?", None, None, None, None, None, None,
+                                     False, problem))
+                continue
+        comparison = metadata_extra(metadata, "comparison") or {}
+        rows.append(
+            ModelRow(
+                version=version,
+                trained_at=metadata.created_at[:19].replace("T", " "),
+                tranche=str(metadata.dataset.get("key", "?")).rsplit("/", 1)[-1],
+                rows=metadata.dataset.get("rows_used"),
+                products=len(metadata.product_codes),
+                r2=metadata.metrics.get("r2"),
+                mae=metadata.metrics.get("mae"),
+                live_mae=comparison.get("live_mae"),
+                signed=bool(metadata.signature),
+                verifies=not problem,
+                problem=problem,
+            )
+        )
+    return rows
+
+
+def _cell(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def format_table(rows: List[ModelRow]) -> str:
+    """Return the rows as a fixed-width table, newest first, with problems listed below."""
+    header = ["version", "trained at (UTC)", "tranche", "rows", "products", "R²", "MAE",
+              "live MAE", "signed", "verifies"]
+    cells = [
+        [r.version, r.trained_at, r.tranche, _cell(r.rows), _cell(r.products), _cell(r.r2),
+         _cell(r.mae), _cell(r.live_mae), _cell(r.signed), _cell(r.verifies)]
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)
+              for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    lines += [f"{r.version}: does not verify: {r.problem}" for r in rows if r.problem]
+    return "\n".join(lines)
+
+
+def main(store: Store, signing_key: Optional[bytes] = None, last: int = 20,
+         show: Optional[str] = None) -> str:
+    """Return the table of published models, or one model's metadata as JSON."""
+    if show:
+        if show not in published_versions(store):
+            newest = ", ".join(published_versions(store)[:5]) or "none"
+            raise ModelVerificationError(
+                f"model version {show!r} is not published in {store.uri}; newest: {newest}"
+            )
+        return json.dumps(read_metadata(store, show).model_dump(mode="json"), indent=2)
+    rows = model_rows(store, signing_key, last)
+    if not rows:
+        return f"no published model in {store.uri}"
+    return format_table(rows)
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    settings = stage_settings(log)
+    add_store_argument(parser, settings)
+    parser.add_argument("--last", type=_count, default=20, help="how many models to list")
+    parser.add_argument("--show", metavar="VERSION", help="print this model's metadata")
+    args = parser.parse_args()
+    with exit_on_failure(log, settings):
+        print(main(open_store(args.store), settings.signing_key_bytes(), args.last, args.show))
