@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from typing_extensions import Annotated
 
@@ -64,7 +65,12 @@ class PortInUseError(Exception):
 def model_info(loaded: LoadedModel, newest_published: Optional[str], pinned: bool) -> ModelInfo:
     """Describe the model served, from its metadata, for operators and the review."""
     metadata = loaded.metadata
-    comparison = metadata_extra(metadata, "comparison")
+    raw = metadata_extra(metadata, "comparison")
+    comparison: Optional[ModelComparison] = None
+    try:
+        comparison = ModelComparison.model_validate(raw) if raw else None
+    except ValidationError:  # a description must never stop the service
+        log.warning(f"model {metadata.model_version}: its comparison is unreadable, not shown")
     return ModelInfo(
         model_version=metadata.model_version,
         created_at=metadata.created_at,
@@ -73,7 +79,7 @@ def model_info(loaded: LoadedModel, newest_published: Optional[str], pinned: boo
         products=len(metadata.product_codes),
         r2=metadata.metrics.get("r2"),
         mae=metadata.metrics.get("mae"),
-        comparison=ModelComparison.model_validate(comparison) if comparison else None,
+        comparison=comparison,
         signed=bool(metadata.signature),
         pinned=pinned,
         newest_published=newest_published or metadata.model_version,

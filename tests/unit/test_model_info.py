@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from pipeline import serve_model, train_model
 from pipeline.generate_dataset import generate_tranche
 from pipeline.registry import (
+    ModelMetadata,
     ModelVerificationError,
     artifact_key,
     load_model,
@@ -184,3 +185,15 @@ def test_start_up_says_nothing_when_serving_the_newest_with_its_key(
             load_model(store_with_tranche, newest, KEY), newest, pinned=False, signing_key=KEY
         )
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_an_unreadable_comparison_is_left_out_rather_than_stopping_the_service(
+    store_with_tranche: LocalStore,
+) -> None:
+    train_model.main(store_with_tranche)
+    loaded = load_newest_model(store_with_tranche)
+    document = {**loaded.metadata.model_dump(), "comparison": {"live_mae": "not a number"}}
+    odd = loaded._replace(metadata=ModelMetadata.model_validate(document))
+    with TestClient(create_app(lambda: odd)) as client:
+        response = client.get(MODEL_PATH)
+    assert response.status_code == 200 and response.json()["comparison"] is None
