@@ -12,7 +12,7 @@ import argparse
 import json
 from typing import Any, List, NamedTuple, Optional
 
-from pipeline.cli import add_store_argument, exit_on_failure, stage_settings
+from pipeline.cli import add_store_argument, build_parser, exit_on_failure, stage_settings
 from pipeline.logs import configure_logger
 from pipeline.registry import (
     ModelVerificationError,
@@ -125,10 +125,7 @@ def _count(text: str) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = build_parser(__doc__.split("\n")[0])
     settings = stage_settings(log)
     add_store_argument(parser, settings)
     parser.add_argument("--last", type=_count, default=20, help="how many models to list")

@@ -31,7 +31,7 @@ from sklearn.base import clone
 
 from pipeline import drift
 from pipeline.catalogue import MAX_CARRY_WEEKS, carry_forward
-from pipeline.cli import add_store_argument, exit_on_failure, stage_settings
+from pipeline.cli import add_store_argument, build_parser, exit_on_failure, stage_settings
 from pipeline.estimator import MIN_ROWS_ALONE, PooledLinearRegressor
 from pipeline.evaluation import (
     MAX_MAE_REGRESSION,
@@ -428,10 +428,7 @@ def _weeks(text: str) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = build_parser(__doc__.split("\n")[0])
     settings = stage_settings(log)
     add_store_argument(parser, settings)
     parser.add_argument("--r2-error-threshold", type=_fraction, default=R2_ERROR_THRESHOLD)

@@ -117,7 +117,7 @@ def test_serving_can_be_pinned_to_an_earlier_model_to_roll_back(tmp_path: Path) 
     store = str(tmp_path / "artifacts")
     assert run_stage(["-m", "pipeline.generate_dataset", store]).returncode == 0
     assert run_stage(["-m", "pipeline.train_model", store]).returncode == 0
-    assert run_stage(["-m", "pipeline.train_model", store]).returncode == 0
+    assert run_stage(["-m", "pipeline.train_model", store, "--force"]).returncode == 0
     earlier, newest = sorted(published_versions(LocalStore(store)))
     port = free_port()
     args = ["-m", "pipeline.serve_model", store, "--port", str(port)]
