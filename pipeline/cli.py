@@ -3,9 +3,11 @@ import argparse
 import logging
 import sys
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator, Type, Union
 
 from pipeline.settings import Settings, SettingsError, describe_variables, read_settings
+
+Number = Union[int, float]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -17,6 +19,23 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(
         description=description, formatter_class=HelpFormatter, epilog=describe_variables()
     )
+
+
+def number_in(
+    low: Number, high: Number, what: str, kind: Type[Number] = float
+) -> Callable[[str], Number]:
+    """Return an argparse type that accepts a number in [low, high] and names the range."""
+
+    def parse(text: str) -> Number:
+        try:
+            value = kind(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{what} is a number, got {text!r}") from exc
+        if not low <= value <= high:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"{what} lies in [{low}, {high}], got {value}")
+        return value
+
+    return parse
 
 
 def stage_settings(log: logging.Logger) -> Settings:

@@ -21,7 +21,13 @@ from typing import FrozenSet, Iterable, List, NamedTuple, Optional
 import numpy as np
 import pandas as pd
 
-from pipeline.cli import add_store_argument, build_parser, exit_on_failure, stage_settings
+from pipeline.cli import (
+    add_store_argument,
+    build_parser,
+    exit_on_failure,
+    number_in,
+    stage_settings,
+)
 from pipeline.logs import configure_logger
 from pipeline.store import Store, open_store
 from pipeline.tranche import (
@@ -204,46 +210,26 @@ def _parse_when(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"not an ISO date or date-time: {text!r}") from exc
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _zipf_exponent(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 5:
-        raise argparse.ArgumentTypeError(f"a Zipf exponent lies in (0, 5], got {value}")
-    return value
-
-
-def _queue_factor(text: str) -> float:
-    value = float(text)
-    if not 0.1 <= value <= 10:
-        raise argparse.ArgumentTypeError(f"a queue factor lies in [0.1, 10], got {value}")
-    return value
-
-
 if __name__ == "__main__":
     parser = build_parser(__doc__.split("\n")[0])
     settings = stage_settings(log)
     add_store_argument(parser, settings)
-    parser.add_argument("--rows", type=_positive, default=1000, help="rows in the tranche")
-    parser.add_argument("--skus", type=_positive, default=5, help="products in the catalogue")
+    count = number_in(1, 10**9, "a count", int)
+    parser.add_argument("--rows", type=count, default=1000, help="rows in the tranche")
+    parser.add_argument("--skus", type=count, default=5, help="products in the catalogue")
     parser.add_argument(
         "--date", type=_parse_when, default=None, help="tranche date (ISO); none: now"
     )
     parser.add_argument("--seed", type=int, default=42, help="random seed, for a repeatable file")
     parser.add_argument(
         "--zipf",
-        type=_zipf_exponent,
+        type=number_in(0.01, 5.0, "a Zipf exponent"),
         default=None,
         help="long-tailed catalogue: popularity of product k in proportion to k^-ZIPF (e.g. 1.1)",
     )
     parser.add_argument(
         "--queue-factor",
-        type=_queue_factor,
+        type=number_in(0.1, 10.0, "a queue factor"),
         default=1.0,
         help="scale the day's queues (e.g. 1.5 for a busier week, to see drift warnings)",
     )

@@ -320,24 +320,38 @@ def _refuse_over_limit(
     return True
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with read deadlines, a connection cap and a graceful drain."""
+class _Guarded:
+    """What both parsers' guarded protocols share: framing check, connection cap, guard.
+
+    Mixed in before uvicorn's protocol class, whose methods `super()` reaches.
+    """
 
     limits: ClassVar[HttpLimits] = HttpLimits()
+    app: Any
+    loop: asyncio.AbstractEventLoop
+    connections: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.app = cast(Any, refuse_ambiguous_framing(cast(Any, self.app)))
-        self.guard = ConnectionGuard(self, self.limits, self.loop)
+        self.guard = ConnectionGuard(cast(Any, self), self.limits, self.loop)
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        if not _refuse_over_limit(self.connections, transport, self.limits):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        if not _refuse_over_limit(self.connections, cast(asyncio.Transport, transport),
+                                  self.limits):
             self.guard.expect_headers(started=False)
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self.guard.connection_lost()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def shutdown(self) -> None:
+        self.guard.start_drain()
+
+
+class GuardedH11Protocol(_Guarded, H11Protocol):
+    """uvicorn's h11 protocol with read deadlines, a connection cap and a graceful drain."""
 
     def data_received(self, data: bytes) -> None:
         if self.guard.reading != "body":
@@ -355,32 +369,13 @@ class GuardedH11Protocol(H11Protocol):
             self.guard.request_received()
         self.guard.mark_cycle()
 
-    def shutdown(self) -> None:
-        self.guard.start_drain()
-
 
 def _httptools_protocol() -> Type[asyncio.Protocol]:
     """Build the httptools variant; imported only when asked for, as httptools is optional."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    class GuardedHttpToolsProtocol(_Guarded, HttpToolsProtocol):
         """uvicorn's httptools protocol with the same guards as GuardedH11Protocol."""
-
-        limits: ClassVar[HttpLimits] = HttpLimits()
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.app = cast(Any, refuse_ambiguous_framing(cast(Any, self.app)))
-            self.guard = ConnectionGuard(self, self.limits, self.loop)
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            if not _refuse_over_limit(self.connections, transport, self.limits):
-                self.guard.expect_headers(started=False)
-
-        def connection_lost(self, exc: Optional[Exception]) -> None:
-            self.guard.connection_lost()
-            super().connection_lost(exc)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -394,9 +389,6 @@ def _httptools_protocol() -> Type[asyncio.Protocol]:
         def on_message_complete(self) -> None:
             super().on_message_complete()
             self.guard.request_received()
-
-        def shutdown(self) -> None:
-            self.guard.start_drain()
 
     return GuardedHttpToolsProtocol
 

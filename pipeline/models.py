@@ -8,11 +8,16 @@ Steps:
 
 Run: python -m pipeline.models [STORE] [--last 20] [--show VERSION]
 """
-import argparse
 import json
 from typing import Any, List, NamedTuple, Optional
 
-from pipeline.cli import add_store_argument, build_parser, exit_on_failure, stage_settings
+from pipeline.cli import (
+    add_store_argument,
+    build_parser,
+    exit_on_failure,
+    number_in,
+    stage_settings,
+)
 from pipeline.logs import configure_logger
 from pipeline.registry import (
     ModelVerificationError,
@@ -117,18 +122,13 @@ def main(store: Store, signing_key: Optional[bytes] = None, last: int = 20,
     return format_table(rows)
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 if __name__ == "__main__":
     parser = build_parser(__doc__.split("\n")[0])
     settings = stage_settings(log)
     add_store_argument(parser, settings)
-    parser.add_argument("--last", type=_count, default=20, help="how many models to list")
+    parser.add_argument(
+        "--last", type=number_in(1, 10**6, "a count", int), default=20, help="models listed"
+    )
     parser.add_argument("--show", metavar="VERSION", help="print this model's metadata")
     args = parser.parse_args()
     with exit_on_failure(log, settings):

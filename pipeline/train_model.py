@@ -13,7 +13,6 @@ Steps:
 7. Score the live model on the same held-out rows; refuse a new model worse beyond tolerance.
 8. Publish the artifact, then its metadata (version, metrics, comparison, lineage, profile).
 """
-import argparse
 import hashlib
 import platform
 import subprocess
@@ -31,7 +30,13 @@ from sklearn.base import clone
 
 from pipeline import drift
 from pipeline.catalogue import MAX_CARRY_WEEKS, carry_forward
-from pipeline.cli import add_store_argument, build_parser, exit_on_failure, stage_settings
+from pipeline.cli import (
+    add_store_argument,
+    build_parser,
+    exit_on_failure,
+    number_in,
+    stage_settings,
+)
 from pipeline.estimator import MIN_ROWS_ALONE, PooledLinearRegressor
 from pipeline.evaluation import (
     MAX_MAE_REGRESSION,
@@ -77,6 +82,7 @@ log = configure_logger(__name__)
 
 R2_ERROR_THRESHOLD = 0.5
 R2_WARNING_THRESHOLD = 0.75
+R2_THRESHOLD = number_in(-1.0, 1.0, "an R² threshold")
 
 
 class TrainingRefused(Exception):
@@ -399,43 +405,15 @@ def _compare(
     return comparison
 
 
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not -1.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"an R² threshold lies in [-1, 1], got {value}")
-    return value
-
-
-def _tolerance(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 10.0:
-        raise argparse.ArgumentTypeError(f"a tolerance lies in [0, 10] (0.05 is 5%), got {value}")
-    return value
-
-
-def _prior_scale(text: str) -> float:
-    value = float(text)
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"a prior scale is 0 or more (or inf), got {value}")
-    return value
-
-
-def _weeks(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 52:
-        raise argparse.ArgumentTypeError(f"weeks lie in [0, 52], got {value}")
-    return value
-
-
 if __name__ == "__main__":
     parser = build_parser(__doc__.split("\n")[0])
     settings = stage_settings(log)
     add_store_argument(parser, settings)
-    parser.add_argument("--r2-error-threshold", type=_fraction, default=R2_ERROR_THRESHOLD)
-    parser.add_argument("--r2-warning-threshold", type=_fraction, default=R2_WARNING_THRESHOLD)
+    parser.add_argument("--r2-error-threshold", type=R2_THRESHOLD, default=R2_ERROR_THRESHOLD)
+    parser.add_argument("--r2-warning-threshold", type=R2_THRESHOLD, default=R2_WARNING_THRESHOLD)
     parser.add_argument(
         "--max-mae-regression",
-        type=_tolerance,
+        type=number_in(0.0, 10.0, "a tolerance (0.05 is 5%)"),
         default=MAX_MAE_REGRESSION,
         help="refuse a model whose held-out MAE is worse than the live model's by more than "
         "this fraction",
@@ -445,14 +423,14 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--prior-scale",
-        type=_prior_scale,
+        type=number_in(0.0, float("inf"), "a prior scale"),
         default=1.0,
         help="pooling strength: 1 as learned from the data (empirical Bayes); smaller pools "
         "harder (0: one line for every product); inf: each product alone",
     )
     parser.add_argument(
         "--carry-weeks",
-        type=_weeks,
+        type=number_in(0, 52, "weeks", int),
         default=MAX_CARRY_WEEKS,
         help="weeks a product missing from the tranche keeps the live model's estimate",
     )
