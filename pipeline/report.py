@@ -3,21 +3,19 @@
 Headline numbers first (this model against the live one), then the plots (predicted against
 actual, residuals against orders placed, the metric history), then the tables (the products
 with the largest errors, drift). Figures are PNGs embedded as data URIs, drawn by matplotlib
-with its non-interactive backend, so the page needs no server, network or script.
+on Figure objects of their own (no pyplot, so no global backend is switched for whoever
+imports this, a notebook included), so the page needs no server, network or script.
 """
 import base64
 import html
 import io
 from typing import Any, Dict, List, NamedTuple, Optional
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # no display in a pod; set before pyplot is imported
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from pipeline.tranche import HOURS, ORDERS, PRODUCT  # noqa: E402
+from pipeline.tranche import HOURS, ORDERS, PRODUCT
 
 MAX_POINTS = 5000  # points drawn per scatter: enough to see the shape, small enough to embed
 WORST_PRODUCTS = 10
@@ -44,10 +42,9 @@ class ReportInputs(NamedTuple):
     warnings: List[str]
 
 
-def _png(figure: Any) -> str:
+def _png(figure: Figure) -> str:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(figure)
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")  # Agg, whatever pyplot's
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -62,7 +59,8 @@ def _sample(frame: pd.DataFrame) -> pd.DataFrame:
 
 def predicted_vs_actual(held_out: pd.DataFrame) -> str:
     shown = _sample(held_out)
-    figure, ax = plt.subplots(figsize=(5.5, 4.5))
+    figure = Figure(figsize=(5.5, 4.5))
+    ax = figure.subplots()
     ax.scatter(shown["estimate"], shown[HOURS], s=5, alpha=0.4)
     top = float(max(shown["estimate"].max(), shown[HOURS].max(), 1.0))
     ax.plot([0, top], [0, top], color="black", linewidth=1)
@@ -74,7 +72,8 @@ def predicted_vs_actual(held_out: pd.DataFrame) -> str:
 
 def residuals_vs_orders(held_out: pd.DataFrame) -> str:
     shown = _sample(held_out)
-    figure, ax = plt.subplots(figsize=(5.5, 4.5))
+    figure = Figure(figsize=(5.5, 4.5))
+    ax = figure.subplots()
     ax.scatter(shown[ORDERS], shown[HOURS] - shown["estimate"], s=5, alpha=0.4)
     ax.axhline(0, color="black", linewidth=1)
     ax.set_xlabel(ORDERS)
@@ -84,7 +83,8 @@ def residuals_vs_orders(held_out: pd.DataFrame) -> str:
 
 
 def metric_history(history: List[HistoryPoint]) -> str:
-    figure, ax = plt.subplots(figsize=(7, 3.5))
+    figure = Figure(figsize=(7, 3.5))
+    ax = figure.subplots()
     x = np.arange(len(history))
     for name, values in (
         ("held-out MAE", [h.mae for h in history]),

@@ -266,11 +266,11 @@ def test_training_on_s3_removes_unpublished_artifacts_past_the_age_limit_only(
     orphan = artifact_key("20210101T000000000000Z-000000000001")  # its run died before metadata
     store.put_new(orphan, b"half-published")
     # Just written: it may be a concurrent run's publication in progress, so it stays.
-    kept = run_stage(["-m", "pipeline.train_model", uri], stage_env(s3_env))
+    kept = run_stage(["-m", "pipeline.train_model", uri, "--force"], stage_env(s3_env))
     assert kept.returncode == 0, kept.stderr
     assert orphan in store.list_keys("models/")
     removed = run_stage(
-        ["-m", "pipeline.train_model", uri],
+        ["-m", "pipeline.train_model", uri, "--force"],
         stage_env({**s3_env, "TTD_LEFTOVER_MAX_AGE_HOURS": "0"}),
     )
     assert removed.returncode == 0, removed.stderr
