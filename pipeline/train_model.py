@@ -409,8 +409,14 @@ if __name__ == "__main__":
     parser = build_parser(__doc__.split("\n")[0])
     settings = stage_settings(log)
     add_store_argument(parser, settings)
-    parser.add_argument("--r2-error-threshold", type=R2_THRESHOLD, default=R2_ERROR_THRESHOLD)
-    parser.add_argument("--r2-warning-threshold", type=R2_THRESHOLD, default=R2_WARNING_THRESHOLD)
+    parser.add_argument(
+        "--r2-error-threshold", type=R2_THRESHOLD, default=R2_ERROR_THRESHOLD,
+        help="refuse a model whose held-out R² is below this",
+    )
+    parser.add_argument(
+        "--r2-warning-threshold", type=R2_THRESHOLD, default=R2_WARNING_THRESHOLD,
+        help="warn about a model whose held-out R² is below this",
+    )
     parser.add_argument(
         "--max-mae-regression",
         type=number_in(0.0, 10.0, "a tolerance (0.05 is 5%)"),
@@ -419,7 +425,10 @@ if __name__ == "__main__":
         "this fraction",
     )
     parser.add_argument(
-        "--force", action="store_true", help="publish even if worse than the live model"
+        "--force",
+        action="store_true",
+        help="publish even if worse than the live model, or already published from this "
+        "tranche by this code",
     )
     parser.add_argument(
         "--prior-scale",

@@ -125,7 +125,7 @@ def test_make_run_checks_the_port_before_generating_or_training(
     assert "generate_dataset" not in result.stdout and not store.exists()
 
 
-@pytest.mark.parametrize("stage", ["generate_dataset", "serve_model"])
+@pytest.mark.parametrize("stage", ["generate_dataset", "train_model", "serve_model", "models"])
 def test_help_shows_every_options_default_and_the_ttd_variables(stage: str) -> None:
     result = run_stage(["-m", f"pipeline.{stage}", "--help"])
     assert result.returncode == 0
@@ -133,7 +133,7 @@ def test_help_shows_every_options_default_and_the_ttd_variables(stage: str) -> N
     entries = re.findall(r"^  ((?:--|store)[\w-]*.*?)(?=^  [-\w]|^\S|\Z)", result.stdout,
                          re.MULTILINE | re.DOTALL)
     documented = [entry for entry in entries if not entry.startswith("--help")]
-    assert len(documented) >= 4, result.stdout
+    assert len(documented) >= 3, result.stdout
     assert all("(default:" in entry for entry in documented), documented
     for name in Settings.model_fields:
         assert f"TTD_{name.upper()}" in result.stdout
@@ -160,3 +160,12 @@ def test_a_service_pinned_to_an_older_model_says_so_at_start_and_in_its_metrics(
     assert info["pinned"] is True and info["newest_published"] == newest
     warnings = [line for line in output.splitlines() if " - WARNING - " in line]
     assert any(older in line and newest in line for line in warnings), output
+
+
+def test_inverted_r2_thresholds_are_refused_before_anything_is_read(tmp_path: Path) -> None:
+    store = tmp_path / "artifacts"
+    result = run_stage(["-m", "pipeline.train_model", str(store), "--r2-error-threshold", "0.9",
+                        "--r2-warning-threshold", "0.5"])
+    assert result.returncode == 2
+    assert "--r2-error-threshold 0.9 is above --r2-warning-threshold 0.5" in result.stderr
+    assert "swap them" in result.stderr and not store.exists()
