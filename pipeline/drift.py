@@ -22,14 +22,20 @@ _DECILES = np.linspace(0.0, 1.0, 11)
 _FLOOR = 1e-4  # share given to an empty bin, so the PSI stays finite
 
 
+def _shares(edges: np.ndarray, values: pd.Series) -> np.ndarray:
+    """Return the share of values in each bin between the edges (and beyond both ends)."""
+    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+    shares: np.ndarray = counts / max(len(values), 1)
+    return shares
+
+
 def _histogram(values: pd.Series) -> Dict[str, List[float]]:
     quantiles = np.quantile(values.to_numpy(dtype=float), _DECILES)
     edges = np.unique(quantiles[1:-1])
-    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
     return {
         "quantiles": [round(float(q), 4) for q in quantiles],
         "edges": [float(e) for e in edges],
-        "shares": [round(float(c), 6) for c in counts / max(len(values), 1)],
+        "shares": [round(float(c), 6) for c in _shares(edges, values)],
     }
 
 
@@ -69,10 +75,9 @@ def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
 
 
 def _shift(live: Dict[str, Any], values: pd.Series) -> Dict[str, Any]:
-    edges = np.asarray(live["edges"], dtype=float)
-    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+    actual = _shares(np.asarray(live["edges"], dtype=float), values)
     return {
-        "psi": round(psi(live["shares"], list(counts / max(len(values), 1))), 4),
+        "psi": round(psi(live["shares"], list(actual)), 4),
         "median_before": live["quantiles"][5],
         "median_after": round(float(values.median()), 4),
     }

@@ -70,35 +70,50 @@ def grouped_sums(codes: np.ndarray, u: np.ndarray, y: np.ndarray, k: int) -> Sum
     )
 
 
-def _solve_g(
-    s: Sums, cov: np.ndarray, noise_var: float
-) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Return the entries and determinant of G = noise_var * I + cov @ A per product.
+class _Solved(NamedTuple):
+    """Per product: X'r about the prior mean, z = G^-1 cov X'r, and G = v I + cov A."""
+
+    xr0: np.ndarray
+    xr1: np.ndarray
+    z0: np.ndarray
+    z1: np.ndarray
+    g00: np.ndarray
+    g01: np.ndarray
+    g10: np.ndarray
+    g11: np.ndarray
+    det: np.ndarray
+
+
+def _solve(s: Sums, mean: np.ndarray, cov: np.ndarray, noise_var: float) -> _Solved:
+    """Solve what both the marginal likelihood and the posterior need, all products at once.
 
     Written without inverting `cov`, so a nearly singular prior (all products alike in one
     direction, as real intercepts are) stays stable.
     """
+    m0, m1 = mean
     taa, tab, tbb = cov[0, 0], cov[0, 1], cov[1, 1]
+    xr0 = s.sy - (s.n * m0 + s.su * m1)
+    xr1 = s.suy - (s.su * m0 + s.suu * m1)
     g00 = noise_var + taa * s.n + tab * s.su
     g01 = taa * s.su + tab * s.suu
     g10 = tab * s.n + tbb * s.su
     g11 = noise_var + tab * s.su + tbb * s.suu
-    return g00, g01, g10, g11, g00 * g11 - g01 * g10
+    det = g00 * g11 - g01 * g10
+    w0 = taa * xr0 + tab * xr1
+    w1 = tab * xr0 + tbb * xr1
+    return _Solved(xr0, xr1, (g11 * w0 - g01 * w1) / det, (-g10 * w0 + g00 * w1) / det,
+                   g00, g01, g10, g11, det)
 
 
 def negative_log_marginal(s: Sums, prior: Prior) -> float:
     """Return -log p(y | prior) summed over products, lines integrated out."""
     m0, m1 = prior.mean
     v = prior.noise_var
-    xr0 = s.sy - (s.n * m0 + s.su * m1)
-    xr1 = s.suy - (s.su * m0 + s.suu * m1)
     rr = s.syy - 2 * (m0 * s.sy + m1 * s.suy) + m0 * m0 * s.n + 2 * m0 * m1 * s.su
     rr = rr + m1 * m1 * s.suu
-    g00, g01, g10, g11, det = _solve_g(s, prior.cov, v)
-    w0 = prior.cov[0, 0] * xr0 + prior.cov[0, 1] * xr1
-    w1 = prior.cov[0, 1] * xr0 + prior.cov[1, 1] * xr1
-    quad = xr0 * (g11 * w0 - g01 * w1) / det + xr1 * (-g10 * w0 + g00 * w1) / det
-    total = s.n.sum() * np.log(2 * np.pi * v) + np.log(det / (v * v)).sum()
+    t = _solve(s, prior.mean, prior.cov, v)
+    quad = t.xr0 * t.z0 + t.xr1 * t.z1
+    total = s.n.sum() * np.log(2 * np.pi * v) + np.log(t.det / (v * v)).sum()
     total += (rr - quad).sum() / v
     return float(0.5 * total)
 
@@ -168,20 +183,13 @@ def posterior(s: Sums, prior: Prior, prior_scale: float = 1.0) -> Posterior:
         return _alone(s, prior)
     cov = prior.cov * prior_scale
     v = prior.noise_var
-    m0, m1 = prior.mean
-    xr0 = s.sy - (s.n * m0 + s.su * m1)
-    xr1 = s.suy - (s.su * m0 + s.suu * m1)
-    # B = I + cov A / v; posterior mean = prior mean + B^-1 cov X'r / v; covariance B^-1 cov.
-    g00, g01, g10, g11, det = _solve_g(s, cov, v)
-    w0 = cov[0, 0] * xr0 + cov[0, 1] * xr1
-    w1 = cov[0, 1] * xr0 + cov[1, 1] * xr1
-    mean = np.column_stack(
-        [m0 + (g11 * w0 - g01 * w1) / det, m1 + (-g10 * w0 + g00 * w1) / det]
-    )
-    # B^-1 = v * G^-1, so the covariance is v * G^-1 cov.
-    c00 = v * (g11 * cov[0, 0] - g01 * cov[0, 1]) / det
-    c01 = v * (g11 * cov[0, 1] - g01 * cov[1, 1]) / det
-    c11 = v * (-g10 * cov[0, 1] + g00 * cov[1, 1]) / det
+    # B = I + cov A / v = G / v; posterior mean = prior mean + B^-1 cov X'r / v = mean + z;
+    # covariance B^-1 cov = v G^-1 cov.
+    t = _solve(s, prior.mean, cov, v)
+    mean = np.column_stack([prior.mean[0] + t.z0, prior.mean[1] + t.z1])
+    c00 = v * (t.g11 * cov[0, 0] - t.g01 * cov[0, 1]) / t.det
+    c01 = v * (t.g11 * cov[0, 1] - t.g01 * cov[1, 1]) / t.det
+    c11 = v * (-t.g10 * cov[0, 1] + t.g00 * cov[1, 1]) / t.det
     covs = np.column_stack([c00, c01, c11]) if k else np.zeros((0, 3))
     return Posterior(mean, covs)
 

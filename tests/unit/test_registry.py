@@ -3,7 +3,8 @@ import math
 import os
 import threading
 from datetime import datetime, timezone
-from typing import List
+from pathlib import Path
+from typing import List, Tuple
 
 import pytest
 from fastapi.testclient import TestClient
@@ -48,12 +49,17 @@ def test_an_artifact_without_metadata_is_not_yet_published(store_with_tranche: L
     assert load_newest_model(store_with_tranche).metadata.model_version == version
 
 
+def good_then_newer(store: LocalStore) -> Tuple[str, str, Path]:
+    """Publish two models; return both versions and the newer one's artifact, to spoil it."""
+    good = train_model.main(store)
+    newer = train_model.main(store, force=True)
+    return good, newer, store.root / artifact_key(newer)
+
+
 def test_a_tampered_artifact_is_skipped_and_the_previous_model_served(
     store_with_tranche: LocalStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    good = train_model.main(store_with_tranche)
-    bad = train_model.main(store_with_tranche, force=True)
-    path = store_with_tranche.root / artifact_key(bad)
+    good, bad, path = good_then_newer(store_with_tranche)
     path.write_bytes(path.read_bytes() + b"\x00")
     assert load_newest_model(store_with_tranche).metadata.model_version == good
     assert f"skipping model {bad}" in caplog.text
@@ -201,9 +207,7 @@ def test_metadata_over_the_size_limit_is_skipped_unread(
 def test_an_artifact_that_is_a_named_pipe_is_refused_at_once_not_waited_on(
     store_with_tranche: LocalStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    good = train_model.main(store_with_tranche)
-    piped = train_model.main(store_with_tranche, force=True)
-    path = store_with_tranche.root / artifact_key(piped)
+    good, piped, path = good_then_newer(store_with_tranche)
     path.unlink()
     os.mkfifo(path)
     loaded: List[str] = []
