@@ -105,17 +105,49 @@ def _solve(s: Sums, mean: np.ndarray, cov: np.ndarray, noise_var: float) -> _Sol
                    g00, g01, g10, g11, det)
 
 
-def negative_log_marginal(s: Sums, prior: Prior) -> float:
-    """Return -log p(y | prior) summed over products, lines integrated out."""
+def negative_log_marginal(s: Sums, prior: Prior) -> Tuple[float, np.ndarray, np.ndarray, float]:
+    """Return -log p(y | prior) summed over products, lines integrated out, and its gradient
+    with respect to the prior's mean, covariance and noise variance.
+
+    Per product, with S = v I + X C X' and M = (v C^-1 + A)^-1 = G^-1 C (A = X'X):
+    X'S^-1 r = (X'r - A M X'r) / v = q, X'S^-1 X = (A - A M A) / v, tr S^-1 = (n - tr M A) / v,
+    and the gradients are -q (mean), ((A - A M A) / v - q q') / 2 (covariance) and
+    (tr S^-1 - |S^-1 r|^2) / 2 (noise variance).
+    """
     m0, m1 = prior.mean
     v = prior.noise_var
+    cov = prior.cov
     rr = s.syy - 2 * (m0 * s.sy + m1 * s.suy) + m0 * m0 * s.n + 2 * m0 * m1 * s.su
     rr = rr + m1 * m1 * s.suu
-    t = _solve(s, prior.mean, prior.cov, v)
+    t = _solve(s, prior.mean, cov, v)
     quad = t.xr0 * t.z0 + t.xr1 * t.z1
     total = s.n.sum() * np.log(2 * np.pi * v) + np.log(t.det / (v * v)).sum()
     total += (rr - quad).sum() / v
-    return float(0.5 * total)
+    # M = G^-1 C, per product; w = M X'r is (z0, z1).
+    m00 = (t.g11 * cov[0, 0] - t.g01 * cov[0, 1]) / t.det
+    m01 = (t.g11 * cov[0, 1] - t.g01 * cov[1, 1]) / t.det
+    m10 = (-t.g10 * cov[0, 0] + t.g00 * cov[0, 1]) / t.det
+    m11 = (-t.g10 * cov[0, 1] + t.g00 * cov[1, 1]) / t.det
+    aw0 = s.n * t.z0 + s.su * t.z1
+    aw1 = s.su * t.z0 + s.suu * t.z1
+    q0 = (t.xr0 - aw0) / v
+    q1 = (t.xr1 - aw1) / v
+    # M A, then A M A (symmetric).
+    ma00 = m00 * s.n + m01 * s.su
+    ma01 = m00 * s.su + m01 * s.suu
+    ma10 = m10 * s.n + m11 * s.su
+    ma11 = m10 * s.su + m11 * s.suu
+    ama00 = s.n * ma00 + s.su * ma10
+    ama01 = s.n * ma01 + s.su * ma11
+    ama11 = s.su * ma01 + s.suu * ma11
+    d_mean = -np.array([q0.sum(), q1.sum()])
+    c00 = 0.5 * (((s.n - ama00) / v).sum() - (q0 * q0).sum())
+    c01 = 0.5 * (((s.su - ama01) / v).sum() - (q0 * q1).sum())
+    c11 = 0.5 * (((s.suu - ama11) / v).sum() - (q1 * q1).sum())
+    d_cov = np.array([[c00, c01], [c01, c11]])
+    s_r = rr - 2 * quad + t.z0 * aw0 + t.z1 * aw1  # |r - X M X'r|^2 = v^2 |S^-1 r|^2
+    d_var = 0.5 * (((s.n - ma00 - ma11) / v).sum() - s_r.sum() / (v * v))
+    return float(0.5 * total), d_mean, d_cov, float(d_var)
 
 
 def _prior_from(params: np.ndarray) -> Prior:
@@ -153,13 +185,22 @@ def fit_prior(s: Sums, start_from: Optional[Prior] = None) -> Prior:
              0.5 * np.log(spread / 10)]
         )
 
-    def objective(params: np.ndarray) -> float:
-        return float(negative_log_marginal(s, _prior_from(params)) / scale)
+    def objective(params: np.ndarray) -> Tuple[float, np.ndarray]:
+        prior = _prior_from(params)
+        value, d_mean, d_cov, d_var = negative_log_marginal(s, prior)
+        # Through C = L L' (L lower-triangular, diagonal as logs) and v = exp(2 p).
+        chol = np.array([[np.exp(params[3]), 0.0], [params[4], np.exp(params[5])]])
+        d_chol = 2 * d_cov @ chol
+        gradient = np.array([
+            d_mean[0], d_mean[1], 2 * prior.noise_var * d_var,
+            d_chol[0, 0] * chol[0, 0], d_chol[1, 0], d_chol[1, 1] * chol[1, 1],
+        ])
+        return value / scale, gradient / scale
 
     bounds = [(None, None), (None, None), (-15, 15), (-20, 15), (None, None), (-20, 15)]
     # The objective is per row, so 1e-9 is far below anything that moves an estimate.
     result = optimize.minimize(
-        objective, start, method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-9}
+        objective, start, jac=True, method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-9}
     )
     return _prior_from(result.x)
 
@@ -213,6 +254,28 @@ def _alone(s: Sums, prior: Prior) -> Posterior:
     return Posterior(np.column_stack([intercept, slope]), covs)
 
 
+def line_values(mean: np.ndarray, codes: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Return each row's posterior line value in standardised orders, for millions of rows
+    with one temporary array."""
+    line: np.ndarray = np.take(mean[:, 1], codes)
+    line *= u
+    line += np.take(mean[:, 0], codes)
+    return line
+
+
+def row_variances(cov: np.ndarray, codes: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Return each row's posterior variance of its line value (Horner's rule, in place)."""
+    var: np.ndarray = np.take(cov[:, 2], codes)
+    var *= u
+    term = np.take(cov[:, 1], codes)
+    term *= 2
+    var += term
+    var *= u
+    np.take(cov[:, 0], codes, out=term)
+    var += term
+    return var
+
+
 class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     """Hours = intercept[product] + slope[product] * orders placed, partially pooled.
 
@@ -246,17 +309,27 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         sums = grouped_sums(codes, u, target, len(products))
         self.prior_ = fit_prior(sums)
         post = posterior(sums, self.prior_, self.prior_scale)
-        zero = target <= 0
-        if self.censored_at_zero and zero.any():
+        zero = np.flatnonzero(target <= 0)
+        if self.censored_at_zero and len(zero):
+            # Each round swaps the floored rows' values for their imputed ones in the sums,
+            # so the millions of other rows are summed only once.
+            zero_codes, zero_u, floored = codes[zero], u[zero], target[zero]
+            k = len(products)
             for _ in range(CENSORED_ROUNDS):
-                line = post.mean[codes[zero], 0] + post.mean[codes[zero], 1] * u[zero]
+                line = post.mean[zero_codes, 0] + post.mean[zero_codes, 1] * zero_u
                 sd = np.sqrt(self.prior_.noise_var)
                 ratio = np.exp(norm.logpdf(line / sd) - norm.logsf(line / sd))
-                imputed = target.copy()
-                imputed[zero] = line - sd * ratio  # E[hours | hours <= 0] under the fit
-                sums = grouped_sums(codes, u, imputed, len(products))
-                self.prior_ = fit_prior(sums, start_from=self.prior_)
-                post = posterior(sums, self.prior_, self.prior_scale)
+                imputed = line - sd * ratio  # E[hours | hours <= 0] under the fit
+                change = imputed - floored
+                censored = sums._replace(
+                    sy=sums.sy + np.bincount(zero_codes, change, k),
+                    suy=sums.suy + np.bincount(zero_codes, zero_u * change, k),
+                    syy=sums.syy + np.bincount(
+                        zero_codes, imputed * imputed - floored * floored, k
+                    ),
+                )
+                self.prior_ = fit_prior(censored, start_from=self.prior_)
+                post = posterior(censored, self.prior_, self.prior_scale)
         self.product_codes_ = np.asarray(products, dtype=object)
         self.rows_ = sums.n.astype(np.int64)
         self.intercepts_, self.slopes_ = self._to_orders(post.mean[:, 0], post.mean[:, 1])
@@ -278,8 +351,7 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
     def product_index(self, product_codes: Any) -> np.ndarray:
         """Return each code's position among the fitted products, -1 for an unseen one."""
         check_is_fitted(self, "intercepts_")
-        index: np.ndarray = self._index.get_indexer(pd.Index(product_codes))
-        return index
+        return product_positions(self._index, pd.Series(product_codes))
 
     def predict_line(self, X: pd.DataFrame, idx: Optional[np.ndarray] = None) -> np.ndarray:
         """Return each row's posterior line value, not floored (for residuals)."""
@@ -326,11 +398,45 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         )
 
 
+def product_positions(catalogue: pd.Index, codes: pd.Series) -> np.ndarray:
+    """Return each row's position in `catalogue` (-1: not in it), looking each code up once.
+
+    A tranche has millions of rows but thousands of codes: with the codes held as categories
+    (as validation leaves them) the look-up is per category, then one integer gather.
+    """
+    if isinstance(codes.dtype, pd.CategoricalDtype):
+        found = catalogue.get_indexer(codes.cat.categories)
+        # A missing code (-1) picks the appended -1.
+        at: np.ndarray = np.append(found, -1)[codes.cat.codes.to_numpy()]
+        return at
+    positions: np.ndarray = catalogue.get_indexer(pd.Index(codes))
+    return positions
+
+
+def factorize_products(codes: pd.Series) -> Tuple[np.ndarray, np.ndarray]:
+    """Return each row's product number and the products, sorted by code (as served).
+
+    Only the codes present count: a category with no rows left is not a product.
+    """
+    if not isinstance(codes.dtype, pd.CategoricalDtype):
+        numbers, products = pd.factorize(codes, sort=True)
+        return numbers, np.asarray(products, dtype=object)
+    category = codes.cat.codes.to_numpy()
+    if len(category) and category.min() < 0:
+        raise ValueError("product codes must not be empty")
+    used = np.flatnonzero(np.bincount(category, minlength=len(codes.cat.categories)))
+    names = np.asarray(codes.cat.categories[used], dtype=object)
+    order = np.argsort(names, kind="stable")
+    renumber = np.full(len(codes.cat.categories), -1, dtype=np.int64)
+    renumber[used[order]] = np.arange(len(used))
+    return renumber[category], names[order]
+
+
 def _features(X: pd.DataFrame, factorize: bool = True) -> Tuple[np.ndarray, Any, np.ndarray]:
     if not isinstance(X, pd.DataFrame) or not {PRODUCT, ORDERS} <= set(X.columns):
         raise ValueError(f"X must be a DataFrame with columns {PRODUCT!r} and {ORDERS!r}")
     x = X[ORDERS].to_numpy(dtype=float)
     if not factorize:
         return np.empty(0, np.int64), None, x
-    codes, products = pd.factorize(X[PRODUCT], sort=True)
+    codes, products = factorize_products(X[PRODUCT])
     return codes, products, x

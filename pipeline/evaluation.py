@@ -9,6 +9,7 @@ import pandas as pd
 from scipy.stats import norm
 from sklearn.metrics import mean_absolute_error, r2_score
 
+from pipeline.estimator import factorize_products, product_positions
 from pipeline.model import ProductLinearModel
 from pipeline.tranche import HOURS, ORDERS, PRODUCT
 
@@ -30,19 +31,36 @@ class TaskMetrics(NamedTuple):
 
 def split_by_product(data: pd.DataFrame, test_fraction: float = 0.2, seed: int = 0) -> Split:
     """Hold out about `test_fraction` of each product's rows, so every product is both fitted
-    and tested (a product with fewer than 1/test_fraction rows is only fitted)."""
+    and tested (a product with fewer than 1/test_fraction rows is only fitted).
+
+    The rows are shuffled, and every `1/test_fraction`-th row of each product, in that
+    order, is held out: the rows pandas' `sample(frac=1)` then `groupby().cumcount()` would
+    hold out, found on integer arrays (several times faster and smaller at 10M rows).
+    """
     every = max(2, round(1 / test_fraction))
-    shuffled = data.sample(frac=1.0, random_state=seed)
-    rank = shuffled.groupby(PRODUCT, sort=False).cumcount()
-    is_test = (rank % every == every - 1).to_numpy()
+    codes, products = factorize_products(data[PRODUCT])
+    counts = np.bincount(codes, minlength=len(products))
+    shuffled = np.random.RandomState(seed).permutation(len(codes))  # as DataFrame.sample
+    # A stable sort of 16-bit numbers is a radix sort: 3x faster than of 64-bit ones.
+    narrow = codes.astype(np.uint16) if len(products) <= 2**16 else codes
+    del codes
+    order = np.argsort(narrow[shuffled], kind="stable")
+    del narrow
+    # Sorted by product, each product's rows in shuffled order: a row's rank within its
+    # product is its place less where its product starts.
+    rank = np.arange(len(order)) - np.repeat(np.cumsum(counts) - counts, counts)
+    held_out = order[rank % every == every - 1]
+    del rank, order
+    is_test = np.zeros(len(shuffled), dtype=bool)
+    is_test[shuffled[held_out]] = True
     return Split(
-        shuffled[~is_test].reset_index(drop=True), shuffled[is_test].reset_index(drop=True)
+        data[~is_test].reset_index(drop=True), data[is_test].reset_index(drop=True)
     )
 
 
 def evaluate(model: ProductLinearModel, test: pd.DataFrame) -> TaskMetrics:
     """Return R² and MAE of the served estimates on the held-out rows of known products."""
-    known = test[test[PRODUCT].isin(model.product_codes)]
+    known = test[_positions(model, test) >= 0]
     if known.empty:
         raise ValueError("no held-out rows for any fitted product: the tranche is too small")
     actual = known[HOURS].to_numpy(dtype=float)
@@ -54,16 +72,20 @@ def evaluate(model: ProductLinearModel, test: pd.DataFrame) -> TaskMetrics:
 def served_estimates(model: ProductLinearModel, rows: pd.DataFrame) -> np.ndarray:
     """Return what the service would answer for each row (all of known products), vectorised.
 
-    Equal to `model.predict`, which the service uses; this one looks codes up with a pandas
-    index, which is what a million held-out rows need.
+    Equal to `model.predict`, which the service uses; this one looks each distinct code up
+    once, which is what a million held-out rows need.
     """
-    idx = pd.Index(model.product_codes).get_indexer(pd.Index(rows[PRODUCT]))
+    idx = _positions(model, rows)
     if (idx < 0).any():
         raise KeyError("rows of products the model does not know")
     intercepts = np.asarray(model.intercepts, dtype=float)[idx]
     slopes = np.asarray(model.slopes, dtype=float)[idx]
     hours: np.ndarray = np.clip(intercepts + slopes * rows[ORDERS].to_numpy(dtype=float), 0, None)
     return hours
+
+
+def _positions(model: ProductLinearModel, rows: pd.DataFrame) -> np.ndarray:
+    return product_positions(pd.Index(model.product_codes), rows[PRODUCT])
 
 
 def check_model_logic(
@@ -110,7 +132,7 @@ def compare_with_live(
     The live model's score is how last week's model does on the week that followed: the
     first sign of drift, and the bar the new model must clear.
     """
-    both = test[test[PRODUCT].isin(live.product_codes) & test[PRODUCT].isin(new.product_codes)]
+    both = test[(_positions(live, test) >= 0) & (_positions(new, test) >= 0)]
     if both.empty:
         return {"live_version": live_version, "rows": 0}
     new_metrics = evaluate(new, both)

@@ -103,8 +103,9 @@ def metric_history(history: List[HistoryPoint]) -> str:
 def worst_products(held_out: pd.DataFrame, most: int = WORST_PRODUCTS) -> pd.DataFrame:
     """Return the products with the largest mean absolute error on the held-out rows."""
     errors = held_out.assign(error=(held_out[HOURS] - held_out["estimate"]).abs())
-    table = errors.groupby(PRODUCT).agg(rows=("error", "size"), mae=("error", "mean"),
-                                        mean_hours=(HOURS, "mean"))
+    table = errors.groupby(PRODUCT, observed=True).agg(
+        rows=("error", "size"), mae=("error", "mean"), mean_hours=(HOURS, "mean")
+    )
     return table.sort_values("mae", ascending=False).head(most).reset_index()
 
 

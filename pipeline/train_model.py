@@ -158,8 +158,11 @@ def main(
     raw = store.get_bytes(key)
     where = store.location(key)
     log.info(f"Retrieved tranche {where} ({len(raw)} bytes)")
+    # What the metadata needs of the file, taken now: it is let go once parsed.
+    raw_sha256 = sha256(raw)
+    lines = raw.count(b"\n") + (0 if raw.endswith(b"\n") else 1)
     run = run_fingerprint(
-        raw, r2_error_threshold, r2_warning_threshold, max_mae_regression, live_version,
+        raw_sha256, r2_error_threshold, r2_warning_threshold, max_mae_regression, live_version,
         max_carry_weeks, estimator,
     )
     done = None if force else already_published(store, run)
@@ -175,6 +178,7 @@ def main(
         report = validate_tranche(read_tranche(raw), int(live_rows) if live_rows else None)
     except ValueError as exc:
         raise TrainingRefused(f"tranche {where} refused: {exc}") from exc
+    del raw  # a 10M-row file is 180 MB
     for warning in report.warnings:
         log.warning(f"tranche {where}: {warning}")
     if report.refusals:
@@ -186,6 +190,7 @@ def main(
         )
     screened = screen_outliers(report.data)
     warnings = list(report.warnings)
+    del report  # its rows, before screening
     if len(screened.outliers):
         warnings.append(_describe_outliers(screened.outliers))
         log.warning(f"tranche {where}: {warnings[-1]}")
@@ -253,8 +258,8 @@ def main(
         dataset={
             "key": key,
             "location": where,
-            "sha256": sha256(raw),
-            "rows_in_file": len(raw.splitlines()) - 1,
+            "sha256": raw_sha256,
+            "rows_in_file": lines - 1,
             "rows_used": len(data),
             "train_rows": len(split.train),
             "test_rows": len(split.test),
@@ -310,10 +315,10 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def run_fingerprint(raw: bytes, *settings: Any) -> str:
+def run_fingerprint(tranche_sha256: str, *settings: Any) -> str:
     """Return what makes a training run: its tranche, the code, and every setting."""
     described = repr([s.get_params() if hasattr(s, "get_params") else s for s in settings])
-    return sha256(raw + b"\0" + code_fingerprint().encode() + b"\0" + described.encode())
+    return sha256(f"{tranche_sha256}\0{code_fingerprint()}\0{described}".encode())
 
 
 def already_published(store: Store, run: str) -> Optional[str]:

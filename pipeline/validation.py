@@ -30,7 +30,12 @@ MAX_BAD_ROW_FRACTION = 0.01
 MIN_SIZE_RATIO = 0.5
 MIN_ROWS_PER_PRODUCT = 3  # at least one product must have a line of its own to learn from
 _TYPED: Dict[str, Any] = {HOURS: "float64", ORDERS: "float64", PRODUCT: str}
+_CHUNK_ROWS = 1_000_000
 _DELIMITERS = {";": "semicolons", "\t": "tabs", "|": "pipes"}
+
+
+class _NumericCodes(Exception):
+    """pandas read every product code in a chunk as a number."""
 
 
 class TrancheReport(NamedTuple):
@@ -49,27 +54,37 @@ def _code_length(series: pd.Series) -> pd.Series:
 
     A tranche has millions of rows but thousands of codes, so this measures the codes once.
     """
-    codes, uniques = pd.factorize(series)
+    codes, uniques = _distinct(series)
     lengths = np.fromiter((len(str(u)) for u in uniques), dtype=np.int64, count=len(uniques))
     fine = np.append((lengths >= 1) & (lengths <= MAX_PRODUCT_CODE_LENGTH), True)
     return pd.Series(fine[codes], index=series.index)  # code -1 (null) is not_nullable's
+
+
+def _distinct(series: pd.Series) -> Tuple[np.ndarray, np.ndarray]:
+    """Return each row's number among the distinct codes (-1: none) and the codes."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series.cat.codes.to_numpy(), np.asarray(series.cat.categories, dtype=object)
+    codes, uniques = pd.factorize(series)
+    return codes, np.asarray(uniques, dtype=object)
 
 
 ROW_SCHEMA = pa.DataFrameSchema(
     {
         HOURS: pa.Column(float, [pa.Check.ge(0), pa.Check(_finite, name="finite")]),
         ORDERS: pa.Column(float, [pa.Check.ge(0), pa.Check(_finite, name="finite")]),
-        PRODUCT: pa.Column(str, pa.Check(_code_length, name="code_length")),
+        # Text, held as categories once read (one string per distinct code, not per row).
+        PRODUCT: pa.Column(None, pa.Check(_code_length, name="code_length")),
     },
-    strict="filter",  # extra columns are reported by validate_tranche, then ignored
-)
+)  # extra columns are reported by validate_tranche, then ignored
 
 
 def read_tranche(raw: bytes) -> pd.DataFrame:
     """Parse CSV bytes into typed columns, or text ones when a value is not a number.
 
-    The typed parse is the fast path for the millions of rows of a clean drop; when it fails
-    (a repeated header, a stray word), the text parse lets the schema find every problem.
+    The typed parse is the fast path for the millions of rows of a clean drop: numbers as
+    floats and product codes as categories, never a string per row. When it fails (a
+    repeated header, a stray word, other columns), the general parse lets the schema find
+    every problem.
 
     Raises:
         ValueError: the file is empty or is not CSV text.
@@ -77,16 +92,18 @@ def read_tranche(raw: bytes) -> pd.DataFrame:
     if not raw.strip():
         raise ValueError("the file is empty")
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"the file is not UTF-8 text (byte {exc.start}): not a CSV") from exc
-    try:
+        typed = _read_typed(raw)
+        if typed is not None:
+            return typed
+        frame = _read_general(raw)
+    except UnicodeDecodeError:
         try:
-            frame = pd.read_csv(io.StringIO(text), dtype=_TYPED, keep_default_na=True)
-        except (ValueError, TypeError, OverflowError) as exc:
-            if isinstance(exc, pd.errors.ParserError):
-                raise
-            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=True)
+            raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"the file is not UTF-8 text (byte {exc.start}): not a CSV"
+            ) from exc
+        raise ValueError("the file is not UTF-8 text: not a CSV") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ValueError(f"the file is not a readable CSV: {str(exc).strip()}") from exc
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -99,6 +116,75 @@ def read_tranche(raw: bytes) -> pd.DataFrame:
                     f"is {header[:80]!r}; export it as comma-separated values"
                 )
     return frame
+
+
+def _read_typed(raw: bytes) -> Optional[pd.DataFrame]:
+    """Read a clean drop into typed columns, codes as categories; None if it is not one.
+
+    pandas turns categories that all look like numbers into numbers ("007" becomes 7): a
+    catalogue of numeric part numbers is then read again with its codes as text, slower.
+    """
+    try:
+        return _read_chunks(raw, "category")
+    except _NumericCodes:
+        return _read_chunks(raw, str)
+
+
+def _read_chunks(raw: bytes, codes_as: Any) -> Optional[pd.DataFrame]:
+    """Read the file chunk by chunk into preallocated typed arrays.
+
+    Peak memory is the file, the final columns and one chunk: pandas' own whole-file read
+    holds every chunk and their concatenation at once.
+    """
+    capacity = raw.count(b"\n") + 1  # rows can be no more than lines
+    hours = np.empty(capacity)
+    orders = np.empty(capacity)
+    codes = np.empty(capacity, dtype=np.int32)
+    numbers: Dict[str, int] = {}  # product code -> category number, across chunks
+    rows = 0
+    reader = pd.read_csv(
+        io.BytesIO(raw),
+        dtype={**_TYPED, PRODUCT: codes_as},
+        encoding="utf-8-sig",
+        chunksize=_CHUNK_ROWS,
+    )
+    with reader:
+        try:
+            for chunk in reader:
+                if set(chunk.columns) != set(COLUMNS) or len(chunk.columns) != len(COLUMNS):
+                    return None
+                chunk_codes, names = _distinct(chunk[PRODUCT])
+                if len(names) and not isinstance(names[0], str):
+                    raise _NumericCodes()
+                end = rows + len(chunk)
+                hours[rows:end] = chunk[HOURS].to_numpy()
+                orders[rows:end] = chunk[ORDERS].to_numpy()
+                renumber = [numbers.setdefault(name, len(numbers)) for name in names]
+                # A missing code (-1) picks the appended -1.
+                codes[rows:end] = np.asarray(renumber + [-1], dtype=np.int32)[chunk_codes]
+                rows = end
+        except (ValueError, TypeError, OverflowError) as exc:
+            if isinstance(exc, (pd.errors.ParserError, UnicodeDecodeError)):
+                raise
+            return None  # a value that is not a number: the general parse reports it
+    products = pd.Categorical.from_codes(
+        codes[:rows], categories=pd.Index(list(numbers), dtype=object)
+    )
+    return pd.DataFrame(
+        {HOURS: hours[:rows], ORDERS: orders[:rows], PRODUCT: products}, copy=False
+    )
+
+
+def _read_general(raw: bytes) -> pd.DataFrame:
+    """Read any CSV: numbers typed where every value is one, text otherwise."""
+    source = io.BytesIO(raw)
+    try:
+        return pd.read_csv(source, dtype=_TYPED, encoding="utf-8-sig", keep_default_na=True)
+    except (ValueError, TypeError, OverflowError) as exc:
+        if isinstance(exc, (pd.errors.ParserError, UnicodeDecodeError)):
+            raise
+    source.seek(0)
+    return pd.read_csv(source, dtype=str, encoding="utf-8-sig", keep_default_na=True)
 
 
 def validate_tranche(
@@ -152,6 +238,7 @@ def validate_tranche(
 
     if not refusals:
         counts = clean[PRODUCT].value_counts()
+        counts = counts[counts > 0]  # a category whose rows were all dropped is no product
         thin = counts[counts < MIN_ROWS_PER_PRODUCT]
         if len(thin) == len(counts):
             refusals.append(f"no product has the {MIN_ROWS_PER_PRODUCT} rows needed to fit")
@@ -164,16 +251,18 @@ def validate_tranche(
 
 
 def _trim_codes(frame: pd.DataFrame) -> Tuple[pd.DataFrame, int]:
-    """Strip spaces around product codes, once per distinct code; return how many rows changed."""
-    codes, uniques = pd.factorize(frame[PRODUCT])
-    names = np.asarray(uniques, dtype=object)
+    """Strip spaces around product codes, once per distinct code; return how many rows changed.
+
+    The codes come back as categories, whichever way they were read.
+    """
+    codes, names = _distinct(frame[PRODUCT])
     stripped = np.asarray([str(u).strip() for u in names], dtype=object)
     changed = stripped != names
-    if not changed.any():
-        return frame, 0
-    padded = int(np.isin(codes, np.flatnonzero(changed)).sum())
-    with_null: np.ndarray = np.concatenate([stripped, np.asarray([None], dtype=object)])
-    trimmed = pd.Series(with_null[codes], index=frame.index).astype(frame[PRODUCT].dtype)
+    padded = int(np.isin(codes, np.flatnonzero(changed)).sum()) if changed.any() else 0
+    # " SKU001" and "SKU001" become one category.
+    products, renumber = np.unique(stripped.astype(str), return_inverse=True)
+    numbers = np.append(renumber.astype(np.int32), np.int32(-1))[codes]
+    trimmed = pd.Categorical.from_codes(numbers, categories=pd.Index(products, dtype=object))
     return frame.assign(**{PRODUCT: trimmed}), padded
 
 
@@ -194,7 +283,7 @@ def _to_numbers(frame: pd.DataFrame) -> Tuple[pd.DataFrame, pd.DataFrame]:
 def _bad_rows(frame: pd.DataFrame) -> Tuple[Set[Any], List[str]]:
     """Return the index of rows failing the row schema and a count per problem."""
     try:
-        ROW_SCHEMA.validate(frame, lazy=True)
+        ROW_SCHEMA.validate(frame, lazy=True, inplace=True)  # no copy: nothing is coerced
         return set(), []
     except SchemaErrors as exc:
         cases = exc.failure_cases
