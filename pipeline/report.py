@@ -44,7 +44,8 @@ class ReportInputs(NamedTuple):
 
 def _png(figure: Figure) -> str:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")  # Agg, whatever pyplot's
+    # Laid out as it is drawn: bbox_inches="tight" would draw every figure twice.
+    figure.savefig(buffer, format="png", dpi=90)  # Agg, whatever pyplot's
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -59,7 +60,7 @@ def _sample(frame: pd.DataFrame) -> pd.DataFrame:
 
 def predicted_vs_actual(held_out: pd.DataFrame) -> str:
     shown = _sample(held_out)
-    figure = Figure(figsize=(5.5, 4.5))
+    figure = Figure(figsize=(5.5, 4.5), layout="tight")
     ax = figure.subplots()
     ax.scatter(shown["estimate"], shown[HOURS], s=5, alpha=0.4)
     top = float(max(shown["estimate"].max(), shown[HOURS].max(), 1.0))
@@ -72,7 +73,7 @@ def predicted_vs_actual(held_out: pd.DataFrame) -> str:
 
 def residuals_vs_orders(held_out: pd.DataFrame) -> str:
     shown = _sample(held_out)
-    figure = Figure(figsize=(5.5, 4.5))
+    figure = Figure(figsize=(5.5, 4.5), layout="tight")
     ax = figure.subplots()
     ax.scatter(shown[ORDERS], shown[HOURS] - shown["estimate"], s=5, alpha=0.4)
     ax.axhline(0, color="black", linewidth=1)
@@ -83,7 +84,7 @@ def residuals_vs_orders(held_out: pd.DataFrame) -> str:
 
 
 def metric_history(history: List[HistoryPoint]) -> str:
-    figure = Figure(figsize=(7, 3.5))
+    figure = Figure(figsize=(7, 3.5), layout="tight")
     ax = figure.subplots()
     x = np.arange(len(history))
     for name, values in (
