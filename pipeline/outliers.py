@@ -83,7 +83,7 @@ def _scaled_residuals(
     Rows in the fit: the leave-one-out residual, over sqrt(1 - h); rows out of it: the
     predictive residual, over sqrt(1 + h); h is the row's line variance over the noise's.
     """
-    residual = rows.hours - line_values(post.mean, rows.codes, rows.u)
+    residual: np.ndarray = rows.hours - line_values(post.mean, rows.codes, rows.u)
     ratio = row_variances(post.cov, rows.codes, rows.u)
     ratio /= noise_var
     np.negative(ratio, out=ratio, where=~excluded)
