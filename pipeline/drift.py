@@ -17,7 +17,7 @@ from pipeline.tranche import HOURS, ORDERS, PRODUCT
 PSI_THRESHOLD = 0.25
 TOP_PRODUCTS = 20  # products profiled one by one: the most ordered
 MIN_ROWS_PER_PRODUCT = 500  # fewer rows make a product's PSI mostly sampling noise
-SAMPLE_ROWS = 1_000_000  # shares are estimated from at most this many rows: plenty for a PSI
+SAMPLE_ROWS = 250_000  # shares are estimated from at most this many rows: plenty for a PSI
 _DECILES = np.linspace(0.0, 1.0, 11)
 _FLOOR = 1e-4  # share given to an empty bin, so the PSI stays finite
 
@@ -50,9 +50,18 @@ def _sample(data: pd.DataFrame) -> pd.DataFrame:
 
 
 def _rows_per_product(data: pd.DataFrame) -> pd.Series:
-    """Return each product's row count, most first (products held as categories included)."""
-    counts = data[PRODUCT].value_counts()
-    return counts[counts > 0]
+    """Return each product's row count, most first.
+
+    Codes held as categories are counted with one bincount (value_counts takes 10x longer).
+    """
+    column = data[PRODUCT]
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        return column.value_counts()
+    counts = pd.Series(
+        np.bincount(column.cat.codes.to_numpy() + 1, minlength=len(column.cat.categories) + 1)[1:],
+        index=column.cat.categories,
+    )
+    return counts[counts > 0].sort_values(ascending=False, kind="stable")
 
 
 def profile(data: pd.DataFrame) -> Dict[str, Any]:

@@ -16,6 +16,7 @@ from pipeline.tranche import HOURS, ORDERS, PRODUCT
 ABSURD_FACTOR = 2.0  # an estimate above twice the longest dispatch seen is not believable
 FALSE_ALARM_RATE = 0.01  # chance, over the whole catalogue, that noise alone fails a check
 MAX_MAE_REGRESSION = 0.05  # the new model may be this much worse than the live one, no more
+_SPLIT_STREAM = 0x5EED  # keeps the split's draws apart from a generator seeded alike
 
 
 class Split(NamedTuple):
@@ -30,29 +31,28 @@ class TaskMetrics(NamedTuple):
 
 
 def split_by_product(data: pd.DataFrame, test_fraction: float = 0.2, seed: int = 0) -> Split:
-    """Hold out about `test_fraction` of each product's rows, so every product is both fitted
-    and tested (a product with fewer than 1/test_fraction rows is only fitted).
+    """Hold out about `test_fraction` of each product's rows, at random.
 
-    The rows are shuffled, and every `1/test_fraction`-th row of each product, in that
-    order, is held out: the rows pandas' `sample(frac=1)` then `groupby().cumcount()` would
-    hold out, found on integer arrays (several times faster and smaller at 10M rows).
+    Each row is held out with probability `test_fraction`, except that a product with fewer
+    than 1/test_fraction rows is only fitted, so every product is fitted and every other
+    one also tested (a product whose draws held out none of its rows, or all of them, gets
+    its first row held out). One draw per row, no shuffle or sort, so 10M rows split in a
+    fraction of a second; both parts keep the file's order.
+    The draws come from their own stream: a generator seeded with the same number (the
+    tests' and benchmarks' are) must not pick the same rows.
     """
     every = max(2, round(1 / test_fraction))
     codes, products = factorize_products(data[PRODUCT])
     counts = np.bincount(codes, minlength=len(products))
-    shuffled = np.random.RandomState(seed).permutation(len(codes))  # as DataFrame.sample
-    # A stable sort of 16-bit numbers is a radix sort: 3x faster than of 64-bit ones.
-    narrow = codes.astype(np.uint16) if len(products) <= 2**16 else codes
-    del codes
-    order = np.argsort(narrow[shuffled], kind="stable")
-    del narrow
-    # Sorted by product, each product's rows in shuffled order: a row's rank within its
-    # product is its place less where its product starts.
-    rank = np.arange(len(order)) - np.repeat(np.cumsum(counts) - counts, counts)
-    held_out = order[rank % every == every - 1]
-    del rank, order
-    is_test = np.zeros(len(shuffled), dtype=bool)
-    is_test[shuffled[held_out]] = True
+    is_test = np.random.default_rng([seed, _SPLIT_STREAM]).random(len(codes)) < test_fraction
+    is_test &= (counts >= every)[codes]
+    fitted = np.bincount(codes, ~is_test, minlength=len(products))
+    if (fitted == 0).any():
+        is_test &= (fitted > 0)[codes]
+    untested = (counts >= every) & (np.bincount(codes, is_test, minlength=len(products)) == 0)
+    if untested.any():  # hold out each such product's first row
+        rows = np.flatnonzero(untested[codes])
+        is_test[rows[np.unique(codes[rows], return_index=True)[1]]] = True
     return Split(
         data[~is_test].reset_index(drop=True), data[is_test].reset_index(drop=True)
     )

@@ -167,8 +167,8 @@ def _read_chunks(raw: bytes, codes_as: Any) -> Optional[pd.DataFrame]:
             if isinstance(exc, (pd.errors.ParserError, UnicodeDecodeError)):
                 raise
             return None  # a value that is not a number: the general parse reports it
-    products = pd.Categorical.from_codes(
-        codes[:rows], categories=pd.Index(list(numbers), dtype=object)
+    products = pd.Categorical.from_codes(  # the numbers were made valid above
+        codes[:rows], categories=pd.Index(list(numbers), dtype=object), validate=False
     )
     return pd.DataFrame(
         {HOURS: hours[:rows], ORDERS: orders[:rows], PRODUCT: products}, copy=False
@@ -237,10 +237,9 @@ def validate_tranche(
         clean = frame
 
     if not refusals:
-        counts = clean[PRODUCT].value_counts()
-        counts = counts[counts > 0]  # a category whose rows were all dropped is no product
-        thin = counts[counts < MIN_ROWS_PER_PRODUCT]
-        if len(thin) == len(counts):
+        codes, _ = _distinct(clean[PRODUCT])
+        counts = np.bincount(codes[codes >= 0])
+        if not (counts >= MIN_ROWS_PER_PRODUCT).any():
             refusals.append(f"no product has the {MIN_ROWS_PER_PRODUCT} rows needed to fit")
     if previous_rows and len(clean) < MIN_SIZE_RATIO * previous_rows:
         refusals.append(
@@ -262,7 +261,9 @@ def _trim_codes(frame: pd.DataFrame) -> Tuple[pd.DataFrame, int]:
     # " SKU001" and "SKU001" become one category.
     products, renumber = np.unique(stripped.astype(str), return_inverse=True)
     numbers = np.append(renumber.astype(np.int32), np.int32(-1))[codes]
-    trimmed = pd.Categorical.from_codes(numbers, categories=pd.Index(products, dtype=object))
+    trimmed = pd.Categorical.from_codes(
+        numbers, categories=pd.Index(products, dtype=object), validate=False
+    )
     return frame.assign(**{PRODUCT: trimmed}), padded
 
 
