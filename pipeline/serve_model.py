@@ -320,7 +320,8 @@ def main(
     signing_key: Optional[bytes] = None,
     model_version: Optional[str] = None,
     http_limits: HttpLimits = HttpLimits(),
-    http_parser: Parser = "h11",
+    http_parser: Parser = "httptools",
+    access_log: bool = False,
 ) -> None:
     """Load the newest verified model (or the pinned one), then serve it until stopped."""
     log.info("Starting serve-model stage.")
@@ -342,7 +343,7 @@ def main(
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, _note_stop_signal)
     app = create_app(lambda: loaded, newest_published=newest, pinned=bool(model_version))
-    serve(app, host, port, http_limits, http_parser, uvicorn_log_config())
+    serve(app, host, port, http_limits, http_parser, uvicorn_log_config(), access_log)
 
 
 def _note_stop_signal(signum: int, frame: Optional[FrameType]) -> None:
@@ -378,4 +379,5 @@ if __name__ == "__main__":
             args.model_version,
             HttpLimits.from_settings(settings),
             settings.http_parser,
+            settings.access_log,
         )
