@@ -7,6 +7,7 @@ from typing_extensions import Annotated
 from pipeline.tranche import MAX_PRODUCT_CODE_LENGTH
 
 MAX_ORDERS_PLACED = 1_000_000  # far above any day's queue; keeps estimates finite
+MAX_BATCH_ORDERS = 10_000  # a basket page of a large catalogue, in one request
 
 # Trimmed, as training trims the codes in a tranche: " SKU001 " is SKU001.
 ProductCode = Annotated[
@@ -40,6 +41,39 @@ class DispatchEstimate(BaseModel):
 
     est_hours_to_dispatch: float = Field(description="Estimated hours until dispatch.")
     model_version: str = Field(description="Version of the published model that answered.")
+
+
+class BatchRequest(BaseModel):
+    """Orders about to be placed, estimated together (a basket page)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "orders": [
+                        {"product_code": "SKU001", "orders_placed": 112},
+                        {"product_code": "SKU002", "orders_placed": 40},
+                    ]
+                }
+            ]
+        },
+    )
+
+    orders: List[DispatchRequest] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_ORDERS,
+        description=f"1 to {MAX_BATCH_ORDERS:,} orders; one bad order refuses the request.",
+    )
+
+
+class BatchEstimates(BaseModel):
+    """The estimates, in the order of the request's orders, and the model that made them."""
+
+    model_version: str = Field(description="Version of the published model that answered.")
+    estimates: List[float] = Field(
+        description="Estimated hours until dispatch, one per order, in order."
+    )
 
 
 class ErrorDetail(BaseModel):

@@ -20,6 +20,7 @@ Repeated log lines (asyncio's failed accepts, uvicorn's warnings, the closures a
 rate-limited by RepeatFilter, so an attack cannot flood the log.
 """
 import asyncio
+import importlib.util
 import json
 import logging
 import resource
@@ -399,6 +400,11 @@ def protocol_class(parser: Parser, limits: HttpLimits) -> Type[asyncio.Protocol]
     return type(f"{base.__name__}WithLimits", (base,), {"limits": limits})
 
 
+def available(module: str) -> bool:
+    """Say whether an optional accelerator (uvloop, httptools) can be imported."""
+    return importlib.util.find_spec(module) is not None
+
+
 def serve(
     app: Any,
     host: str,
@@ -406,8 +412,19 @@ def serve(
     limits: HttpLimits,
     parser: Parser,
     log_config: Dict[str, Any],
+    access_log: bool = False,
 ) -> None:
-    """Run uvicorn until SIGTERM or SIGINT, then drain."""
+    """Run uvicorn until SIGTERM or SIGINT, then drain.
+
+    uvloop and httptools are requirements, but a hand-made environment may lack them: the
+    service then runs on asyncio's loop and h11, and says so, rather than not starting.
+    """
+    loop = "uvloop" if available("uvloop") else "asyncio"
+    if loop == "asyncio":
+        log.warning("uvloop is not installed: running on asyncio's event loop (slower)")
+    if parser == "httptools" and not available("httptools"):
+        log.warning("httptools is not installed: parsing HTTP with h11 (slower)")
+        parser = "h11"
     max_connections, backlog = fit_to_file_limit(limits.max_connections)
     if max_connections < limits.max_connections:
         log.warning(
@@ -416,7 +433,11 @@ def serve(
         )
     limits = limits._replace(max_connections=max_connections)
     log.info(
-        f"HTTP limits: {parser} parser, headers within {limits.header_timeout:g} s, body within "
+        f"HTTP server: {parser} parser, {loop} event loop, access log "
+        f"{'on' if access_log else 'off (TTD_ACCESS_LOG=1 turns it on)'}"
+    )
+    log.info(
+        f"HTTP limits: headers within {limits.header_timeout:g} s, body within "
         f"{limits.body_timeout:g} s, keep-alive {limits.keep_alive_timeout} s, at most "
         f"{limits.max_connections} connections, drain grace {limits.drain_grace:g} s"
     )
@@ -425,7 +446,9 @@ def serve(
         host=host,
         port=port,
         http=protocol_class(parser, limits),
+        loop=loop,
         log_config=log_config,
+        access_log=access_log,
         backlog=backlog,
         timeout_keep_alive=limits.keep_alive_timeout,
         timeout_graceful_shutdown=20,

@@ -2,13 +2,31 @@
 
 Each app has its own registry, so two apps in one process (tests) never mix their counts.
 The per-request path is kept cheap: label children are looked up once and cached, and the
-middleware is pure ASGI (no request object, no extra task).
+middleware is pure ASGI (no request object, no extra task). Estimates are counted by a
+collector of our own, so that a batch of 10,000 is one numpy pass rather than 10,000
+`Histogram.observe` calls (which would cost more than estimating them).
 """
+import threading
 import time
+from bisect import bisect_left
 from datetime import datetime
-from typing import Any, Awaitable, Callable, Dict, MutableMapping, Optional, Sequence, Tuple
+from itertools import accumulate
+from typing import (
+    Any,
+    Awaitable,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    MutableMapping,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import HistogramMetricFamily, Metric
 
 from pipeline.registry import ModelMetadata, metadata_extra
 
@@ -36,6 +54,7 @@ REFUSAL_REASONS = (
     "unreadable_body",
     "body_too_large",
     "not_json",
+    "batch_size",
     "other",
 )
 _REASON_BY_ERROR_TYPE = {
@@ -51,6 +70,8 @@ _REASON_BY_ERROR_TYPE = {
     "missing": "missing_field",
     "extra_forbidden": "extra_field",
     "json_invalid": "invalid_json",
+    "too_short": "batch_size",
+    "too_long": "batch_size",
 }
 # Refusals made by the request guard before FastAPI sees the request, known by status.
 _REASON_BY_STATUS = {400: "unreadable_body", 413: "body_too_large", 415: "not_json"}
@@ -83,6 +104,62 @@ def orders_range(metadata: ModelMetadata) -> Optional[Tuple[float, float]]:
     return float(quantiles[0]), float(quantiles[-1])
 
 
+class EstimateHistogram:
+    """A Prometheus histogram of estimates by model version that counts many at once.
+
+    Exposed exactly as prometheus-client's Histogram (`_bucket` with `le`, `_count`, `_sum`),
+    without `_created`. Bucket counts are kept per bucket (not cumulative) and summed at
+    scrape time; a lock keeps a scrape from seeing half a batch.
+    """
+
+    def __init__(
+        self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = tuple(float(b) for b in buckets)
+        self._bounds_array = np.asarray(self.bounds)
+        # As prometheus-client writes `le` for bounds like these: 0.5, 1.0, 24.0.
+        self._les = [repr(b) for b in self.bounds] + ["+Inf"]
+        self._series: Dict[str, Tuple[List[int], List[float]]] = {}  # counts, [sum]
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def series(self, model_version: str) -> None:
+        """Expose this version's histogram from zero, before its first estimate."""
+        with self._lock:
+            self._series.setdefault(model_version, ([0] * len(self._les), [0.0]))
+
+    def observe(self, model_version: str, hours: float) -> None:
+        counts, total = self._series[model_version]
+        with self._lock:
+            counts[bisect_left(self.bounds, hours)] += 1  # le: hours <= bound
+            total[0] += hours
+
+    def observe_many(self, model_version: str, hours: np.ndarray) -> None:
+        """Count every estimate of a batch in one pass."""
+        bins = np.searchsorted(self._bounds_array, hours, side="left")
+        added = np.bincount(bins, minlength=len(self._les)).tolist()
+        added_sum = float(hours.sum())
+        counts, total = self._series[model_version]
+        with self._lock:
+            for i, n in enumerate(added):
+                counts[i] += n
+            total[0] += added_sum
+
+    def describe(self) -> List[Metric]:
+        return [HistogramMetricFamily(self.name, self.documentation, labels=["model_version"])]
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=["model_version"])
+        with self._lock:
+            snapshot = [(v, list(c), t[0]) for v, (c, t) in self._series.items()]
+        for version, counts, total in snapshot:
+            cumulative = list(accumulate(counts))
+            family.add_metric([version], list(zip(self._les, cumulative)), total)
+        yield family
+
+
 class ServiceMetrics:
     """The service's metrics, in a registry of its own."""
 
@@ -96,9 +173,9 @@ class ServiceMetrics:
             "ttd_http_request_duration_seconds", "Time to answer, by route, method and status",
             ["route", "method", "status"], buckets=SECONDS_BUCKETS, registry=self.registry,
         )
-        self.estimates = Histogram(
+        self.estimates = EstimateHistogram(
             "ttd_estimate_hours", "Estimates served (hours to dispatch), by model version",
-            ["model_version"], buckets=HOURS_BUCKETS, registry=self.registry,
+            buckets=HOURS_BUCKETS, registry=self.registry,
         )
         self.refusals = Counter(
             "ttd_refusals", "Estimate requests refused (4xx), by reason",
@@ -127,7 +204,7 @@ class ServiceMetrics:
         self._above = self.extrapolated.labels("above")
         self._below = self.extrapolated.labels("below")
         self._observed: Dict[Tuple[str, str, int], Tuple[Any, Any]] = {}
-        self._estimated: Any = None
+        self._version: Optional[str] = None
         self._range: Optional[Tuple[float, float]] = None
 
     def set_model(self, metadata: ModelMetadata, serving_newest: bool) -> None:
@@ -139,18 +216,31 @@ class ServiceMetrics:
         if created is not None:
             self.model_age.set_function(lambda: time.time() - created)
         self.serving_newest.set(1 if serving_newest else 0)
-        self._estimated = self.estimates.labels(metadata.model_version)
+        self._version = metadata.model_version
+        self.estimates.series(metadata.model_version)
         self._range = orders_range(metadata)
 
     def estimate(self, hours: float, orders_placed: float) -> None:
         """Count one estimate served, and whether its queue lay beyond the training data."""
-        if self._estimated is not None:
-            self._estimated.observe(hours)
+        if self._version is not None:
+            self.estimates.observe(self._version, hours)
         if self._range is not None:
             if orders_placed > self._range[1]:
                 self._above.inc()
             elif orders_placed < self._range[0]:
                 self._below.inc()
+
+    def estimate_many(self, hours: np.ndarray, orders_placed: np.ndarray) -> None:
+        """Count a batch of estimates as `estimate` counts each, in a few numpy passes."""
+        if self._version is not None:
+            self.estimates.observe_many(self._version, hours)
+        if self._range is not None:
+            above = int(np.count_nonzero(orders_placed > self._range[1]))
+            below = int(np.count_nonzero(orders_placed < self._range[0]))
+            if above:
+                self._above.inc(above)
+            if below:
+                self._below.inc(below)
 
     def refuse(self, reason: str) -> None:
         self._refused.get(reason, self._refused["other"]).inc()

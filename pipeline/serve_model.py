@@ -3,8 +3,10 @@
 Steps:
 1. At start-up, check the port is free, then load the newest published model that verifies
    (or the pinned one; exit non-zero if none), warning when it is not the newest published.
-2. Answer POST /api/v0.1/time_to_dispatch: validate the request, estimate, respond with the
-   model version that answered. Unknown products and bad fields get a 422 naming the field.
+2. Answer POST /api/v0.1/time_to_dispatch (one order) and .../batch (up to 10,000): validate
+   the request, estimate, respond with the model version that answered. Unknown products and
+   bad fields get a 422 naming the field (and the order's index in a batch). Valid requests
+   take a fast path (pipeline/estimate_endpoints.py); the routes here define every refusal.
 3. Answer GET /health (process alive) and GET /ready (model loaded) for Kubernetes probes,
    GET /api/v0.1/model (the model served) and GET /metrics (Prometheus) for operators, and
    /docs from assets the service serves itself (no CDN).
@@ -15,8 +17,9 @@ import socket
 import sys
 from contextlib import asynccontextmanager
 from types import FrameType
-from typing import Any, AsyncIterator, Callable, Dict, List, Optional
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -28,6 +31,8 @@ from typing_extensions import Annotated
 
 from pipeline.api_schema import (
     ERROR_RESPONSES,
+    BatchEstimates,
+    BatchRequest,
     DispatchEstimate,
     DispatchRequest,
     ModelComparison,
@@ -35,7 +40,8 @@ from pipeline.api_schema import (
     Readiness,
 )
 from pipeline.cli import add_store_argument, build_parser, exit_on_failure, stage_settings
-from pipeline.http_guards import MAX_BODY_BYTES, RequestGuard
+from pipeline.estimate_endpoints import EstimateFastPath, Served, served
+from pipeline.http_guards import MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, RequestGuard
 from pipeline.http_server import HttpLimits, Parser, serve
 from pipeline.logs import LOG_FORMAT, configure_logger
 from pipeline.metrics import MetricsMiddleware, ServiceMetrics, refusal_reason
@@ -53,6 +59,8 @@ from pipeline.store import Store, open_store
 log = configure_logger(__name__)
 
 API_PATH = "/api/v0.1/time_to_dispatch"
+BATCH_PATH = "/api/v0.1/time_to_dispatch/batch"
+BODY_LIMITS = {API_PATH: MAX_BODY_BYTES, BATCH_PATH: MAX_BATCH_BODY_BYTES}
 MODEL_PATH = "/api/v0.1/model"
 DOCS_ASSETS = "/docs-assets"
 SHOWN_VERSIONS = 5
@@ -107,6 +115,7 @@ def create_app(
         app.state.dropped = frozenset(catalogue.get("dropped", ()))
         app.state.carry_weeks = catalogue.get("max_carry_weeks")
         app.state.model_info = model_info(loaded, newest_published, pinned)
+        app.state.served = served(loaded.model, loaded.metadata.model_version)
         metrics.set_model(loaded.metadata, app.state.model_info.serving_newest)
         log.info(f"Serving model {loaded.metadata.model_version}")
         yield
@@ -121,13 +130,19 @@ def create_app(
         static_url=DOCS_ASSETS,
     )
     app.state.metrics = metrics
-    app.add_middleware(RequestGuard, paths=(API_PATH,), max_bytes=MAX_BODY_BYTES)
-    # Added last, so outermost: it also counts what the guard refuses.
-    app.add_middleware(MetricsMiddleware, metrics=metrics, guarded_paths=(API_PATH,))
+    app.add_middleware(RequestGuard, limits=BODY_LIMITS)
+    # Added after the guard, so outside it: it also counts what the guard refuses.
+    app.add_middleware(MetricsMiddleware, metrics=metrics, guarded_paths=tuple(BODY_LIMITS))
+    # Outermost: valid estimate requests are answered before any other middleware runs;
+    # it counts its own answers, and hands everything else to the layers above.
+    app.add_middleware(
+        EstimateFastPath, single_path=API_PATH, batch_path=BATCH_PATH, limits=BODY_LIMITS,
+        state=app.state, metrics=metrics,
+    )
     app.add_exception_handler(RequestValidationError, validation_error_response)
     app.add_exception_handler(StarletteHTTPException, http_error_response)
 
-    def loaded_model(request: Request) -> LoadedModel:
+    async def loaded_model(request: Request) -> LoadedModel:
         loaded: Optional[LoadedModel] = getattr(request.app.state, "loaded", None)
         if loaded is None:
             raise StarletteHTTPException(503, "no model loaded yet")
@@ -135,7 +150,15 @@ def create_app(
 
     ModelDep = Annotated[LoadedModel, Depends(loaded_model)]
 
-    def unknown_product(request: Request, code: str) -> RequestValidationError:
+    def unknown_products(
+        request: Request, codes: Sequence[Tuple[Tuple[Any, ...], str]]
+    ) -> RequestValidationError:
+        """Refuse unknown products, each at its `loc`, saying if it was dropped or never seen."""
+        return RequestValidationError(
+            [unknown_product(request, loc, code) for loc, code in codes]
+        )
+
+    def unknown_product(request: Request, loc: Tuple[Any, ...], code: str) -> Dict[str, Any]:
         """Say whether an unknown product was never ordered or has been dropped."""
         if code in getattr(request.app.state, "dropped", frozenset()):
             weeks = getattr(request.app.state, "carry_weeks", None)
@@ -150,35 +173,49 @@ def create_app(
                 "learned from"
             )
             kind = "unknown_product_code"
-        return RequestValidationError(
-            [{"loc": ("body", "product_code"), "msg": msg, "type": kind, "input": code}]
-        )
+        return {"loc": loc, "msg": msg, "type": kind, "input": code}
 
     @app.post(API_PATH, response_model=DispatchEstimate, responses=ERROR_RESPONSES)
-    def time_to_dispatch(
+    async def time_to_dispatch(
         body: DispatchRequest, loaded: ModelDep, request: Request
     ) -> DispatchEstimate:
         """Estimate the hours until an order of this product is dispatched."""
+        current: Served = request.app.state.served
         if not loaded.model.knows(body.product_code):
-            raise unknown_product(request, body.product_code)
-        hours = round(loaded.model.predict_one(body.product_code, body.orders_placed), 3)
+            raise unknown_products(request, [(("body", "product_code"), body.product_code)])
+        hours = current.lines.estimate_one(body.product_code, body.orders_placed)
         metrics.estimate(hours, body.orders_placed)
-        return DispatchEstimate(
-            est_hours_to_dispatch=hours, model_version=loaded.metadata.model_version
-        )
+        return DispatchEstimate(est_hours_to_dispatch=hours, model_version=current.model_version)
+
+    @app.post(BATCH_PATH, response_model=BatchEstimates, responses=ERROR_RESPONSES)
+    async def time_to_dispatch_batch(
+        body: BatchRequest, loaded: ModelDep, request: Request
+    ) -> BatchEstimates:
+        """Estimate many orders at once, in order; one bad order refuses the whole batch."""
+        current: Served = request.app.state.served
+        codes = [order.product_code for order in body.orders]
+        unknown = current.lines.unknown(codes)
+        if unknown:
+            raise unknown_products(
+                request, [(("body", "orders", i, "product_code"), code) for i, code in unknown]
+            )
+        orders_placed = np.array([order.orders_placed for order in body.orders], dtype=float)
+        hours = current.lines.estimate_many([current.lines.index[c] for c in codes], orders_placed)
+        metrics.estimate_many(hours, orders_placed)
+        return BatchEstimates(model_version=current.model_version, estimates=hours.tolist())
 
     @app.get("/health")
-    def health() -> Dict[str, str]:
+    async def health() -> Dict[str, str]:
         """Say the process is alive (liveness probe)."""
         return {"status": "ok"}
 
     @app.get("/ready", response_model=Readiness)
-    def ready(loaded: ModelDep) -> Readiness:
+    async def ready(loaded: ModelDep) -> Readiness:
         """Say a model is loaded, and which (readiness probe)."""
         return Readiness(status="ready", model_version=loaded.metadata.model_version)
 
     @app.get(MODEL_PATH, response_model=ModelInfo)
-    def served_model(loaded: ModelDep, request: Request) -> ModelInfo:
+    async def served_model(loaded: ModelDep, request: Request) -> ModelInfo:
         """Describe the model served: version, tranche, held-out scores, champion comparison."""
         info: ModelInfo = request.app.state.model_info
         return info
@@ -320,7 +357,8 @@ def main(
     signing_key: Optional[bytes] = None,
     model_version: Optional[str] = None,
     http_limits: HttpLimits = HttpLimits(),
-    http_parser: Parser = "h11",
+    http_parser: Parser = "httptools",
+    access_log: bool = False,
 ) -> None:
     """Load the newest verified model (or the pinned one), then serve it until stopped."""
     log.info("Starting serve-model stage.")
@@ -342,7 +380,7 @@ def main(
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, _note_stop_signal)
     app = create_app(lambda: loaded, newest_published=newest, pinned=bool(model_version))
-    serve(app, host, port, http_limits, http_parser, uvicorn_log_config())
+    serve(app, host, port, http_limits, http_parser, uvicorn_log_config(), access_log)
 
 
 def _note_stop_signal(signum: int, frame: Optional[FrameType]) -> None:
@@ -378,4 +416,5 @@ if __name__ == "__main__":
             args.model_version,
             HttpLimits.from_settings(settings),
             settings.http_parser,
+            settings.access_log,
         )

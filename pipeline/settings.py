@@ -42,12 +42,17 @@ class Settings(BaseSettings):
     # beyond max_connections open at once a new connection gets a 503 and is closed; on
     # SIGTERM, idle keep-alive connections are kept open for drain_grace seconds so that a
     # request already on its way is still answered (with Connection: close).
-    http_parser: Literal["h11", "httptools"] = Field("h11", description="HTTP parser")
+    # httptools is uvicorn's faster parser (C, llhttp); h11 stays selectable, as every guard
+    # in pipeline/http_server.py works with both.
+    http_parser: Literal["h11", "httptools"] = Field("httptools", description="HTTP parser")
     http_header_timeout: float = Field(10.0, gt=0, description="seconds to send headers")
     http_body_timeout: float = Field(10.0, gt=0, description="seconds to send a body")
     http_keep_alive_timeout: int = Field(5, gt=0, description="idle keep-alive seconds")
     http_max_connections: int = Field(1000, gt=0, description="connections open at once")
     http_drain_grace: float = Field(2.0, ge=0, description="SIGTERM: idle connections kept")
+    # A line per request costs about a tenth of a request's time and fills the pod's log;
+    # /metrics counts requests by route and status instead. On for debugging a client.
+    access_log: bool = Field(False, description="1 logs a line per request (uvicorn's)")
     # Model metadata is a few kilobytes; anything larger is skipped unread, so that a
     # planted file cannot exhaust the pod's memory. An artifact is ~50 bytes per product.
     max_metadata_bytes: int = Field(1024 * 1024, gt=0, description="larger metadata skipped")

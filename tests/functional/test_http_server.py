@@ -304,3 +304,26 @@ def test_a_request_with_an_ambiguous_length_is_refused_and_nothing_after_it_runs
         assert reply.lower().count(b"http/1.1 ") == 1, reply  # one response: nothing smuggled
         assert reply.endswith(b"<closed>"), reply
     assert "GET /health" not in output
+
+
+def test_by_default_the_service_parses_with_httptools_on_uvloop_and_logs_no_request(
+    store_root: str,
+) -> None:
+    port = free_port()
+    service = start_service(["-m", "pipeline.serve_model", store_root, "--port", str(port)], port)
+    try:
+        assert [_estimate_status(port) for _ in range(3)] == [200, 200, 200]
+    finally:
+        output = stop_service(service)
+    assert "HTTP server: httptools parser, uvloop event loop, access log off" in output
+    assert API_PATH not in output
+
+
+def test_with_ttd_access_log_every_request_gets_a_line(store_root: str) -> None:
+    service, port = _serve(store_root, "h11", access_log="1")
+    try:
+        assert [_estimate_status(port) for _ in range(3)] == [200, 200, 200]
+    finally:
+        output = stop_service(service)
+    assert "HTTP server: h11 parser, uvloop event loop, access log on" in output
+    assert output.count(f'"POST {API_PATH} HTTP/1.1" 200') == 3, output

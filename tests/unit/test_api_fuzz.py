@@ -1,7 +1,8 @@
 """Property-based fuzzing of the OpenAPI schema (schemathesis): no input yields a 5xx.
 
 Both valid and deliberately invalid bodies are generated from the schema; every response
-must be a documented status with a body that matches its documented schema.
+must be a documented status with a body that matches its documented schema. Every operation
+is fuzzed, the batch endpoint's included (its fast path and its FastAPI route alike).
 """
 import tempfile
 from pathlib import Path
@@ -19,9 +20,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from pipeline import train_model
+from pipeline.estimate_endpoints import served
 from pipeline.generate_dataset import generate_tranche
 from pipeline.registry import load_newest_model
-from pipeline.serve_model import create_app
+from pipeline.serve_model import API_PATH, BATCH_PATH, create_app
 from pipeline.store import LocalStore
 from tests.conftest import put_tranche
 
@@ -38,7 +40,14 @@ def _app_serving_a_freshly_trained_model() -> FastAPI:
         train_model.main(store)
         loaded = load_newest_model(store)
     app = create_app(lambda: loaded)
-    app.state.loaded = loaded  # schemathesis calls the app without running its lifespan
+    # schemathesis calls the app without running its lifespan: set what it would.
+    app.state.loaded = loaded
+    app.state.served = served(loaded.model, loaded.metadata.model_version)
+    # Batches of up to 10,000 orders (and 10,001 for invalid ones) take older hypothesis
+    # minutes per example to generate: the fuzzed schema allows 20, while the app keeps its
+    # limit (tests/unit/test_batch_endpoint.py checks 10,000 and 10,001).
+    schema = app.openapi()
+    schema["components"]["schemas"]["BatchRequest"]["properties"]["orders"]["maxItems"] = 20
     return app
 
 
@@ -57,3 +66,7 @@ def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(case
             response_schema_conformance,
         ]
     )
+
+
+def test_both_estimate_endpoints_are_in_the_fuzzed_schema() -> None:
+    assert {API_PATH, BATCH_PATH} <= set(schema.raw_schema["paths"])
