@@ -175,7 +175,9 @@ def main(
     live = load_live_model(store, signing_key, live_version)
     live_rows = live.metadata.dataset.get("rows_used") if live else None
     try:
-        report = validate_tranche(read_tranche(raw), int(live_rows) if live_rows else None)
+        report = validate_tranche(
+            read_tranche(raw, lines), int(live_rows) if live_rows else None
+        )
     except ValueError as exc:
         raise TrainingRefused(f"tranche {where} refused: {exc}") from exc
     del raw  # a 10M-row file is 180 MB

@@ -78,21 +78,21 @@ ROW_SCHEMA = pa.DataFrameSchema(
 )  # extra columns are reported by validate_tranche, then ignored
 
 
-def read_tranche(raw: bytes) -> pd.DataFrame:
+def read_tranche(raw: bytes, lines: Optional[int] = None) -> pd.DataFrame:
     """Parse CSV bytes into typed columns, or text ones when a value is not a number.
 
     The typed parse is the fast path for the millions of rows of a clean drop: numbers as
     floats and product codes as categories, never a string per row. When it fails (a
     repeated header, a stray word, other columns), the general parse lets the schema find
-    every problem.
+    every problem. `lines`, the file's line count if the caller has it, saves counting again.
 
     Raises:
         ValueError: the file is empty or is not CSV text.
     """
-    if not raw.strip():
+    if not raw or raw.isspace():  # isspace stops at the first other byte; strip copies
         raise ValueError("the file is empty")
     try:
-        typed = _read_typed(raw)
+        typed = _read_typed(raw, raw.count(b"\n") + 1 if lines is None else lines)
         if typed is not None:
             return typed
         frame = _read_general(raw)
@@ -118,25 +118,25 @@ def read_tranche(raw: bytes) -> pd.DataFrame:
     return frame
 
 
-def _read_typed(raw: bytes) -> Optional[pd.DataFrame]:
+def _read_typed(raw: bytes, lines: int) -> Optional[pd.DataFrame]:
     """Read a clean drop into typed columns, codes as categories; None if it is not one.
 
     pandas turns categories that all look like numbers into numbers ("007" becomes 7): a
     catalogue of numeric part numbers is then read again with its codes as text, slower.
     """
     try:
-        return _read_chunks(raw, "category")
+        return _read_chunks(raw, lines, "category")
     except _NumericCodes:
-        return _read_chunks(raw, str)
+        return _read_chunks(raw, lines, str)
 
 
-def _read_chunks(raw: bytes, codes_as: Any) -> Optional[pd.DataFrame]:
+def _read_chunks(raw: bytes, lines: int, codes_as: Any) -> Optional[pd.DataFrame]:
     """Read the file chunk by chunk into preallocated typed arrays.
 
     Peak memory is the file, the final columns and one chunk: pandas' own whole-file read
     holds every chunk and their concatenation at once.
     """
-    capacity = raw.count(b"\n") + 1  # rows can be no more than lines
+    capacity = lines  # rows can be no more than lines
     hours = np.empty(capacity)
     orders = np.empty(capacity)
     codes = np.empty(capacity, dtype=np.int32)

@@ -116,3 +116,15 @@ def test_the_service_loads_a_model_without_importing_training_only_libraries() -
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_codes_held_as_categories_fit_the_model_held_as_text() -> None:
+    data = generate_tranche(5000, 200, seed=6, zipf=1.1).data
+    as_text = PooledLinearRegressor().fit(data[[PRODUCT, ORDERS]], data[HOURS])
+    # Categories in no particular order, one of them without rows: neither is a product.
+    codes = pd.Categorical(data[PRODUCT], categories=["ZZZ", *sorted(set(data[PRODUCT]))[::-1]])
+    categorical = data.assign(**{PRODUCT: codes})
+    as_categories = PooledLinearRegressor().fit(categorical[[PRODUCT, ORDERS]], data[HOURS])
+    assert list(as_categories.product_codes_) == list(as_text.product_codes_)
+    np.testing.assert_allclose(as_categories.slopes_, as_text.slopes_)
+    np.testing.assert_allclose(as_categories.predict(categorical), as_text.predict(data))

@@ -121,3 +121,18 @@ def test_the_vectorised_estimates_equal_what_the_service_answers() -> None:
     ]
     with pytest.raises(KeyError):
         served_estimates(model, pd.DataFrame({PRODUCT: ["Z"], ORDERS: [1.0]}))
+
+
+def test_each_product_holds_out_exactly_a_fifth_of_its_rows_in_file_order() -> None:
+    data = generate_tranche(20_000, 500, seed=4, zipf=1.1).data
+    data["row"] = np.arange(len(data))
+    split = split_by_product(data)
+    rows = data[PRODUCT].value_counts()
+    held = split.test[PRODUCT].value_counts().reindex(rows.index, fill_value=0)
+    assert (held == rows // 5).all()  # every product of 5+ rows tested, all fitted
+    assert set(split.train[PRODUCT]) == set(data[PRODUCT])
+    for part in split:  # in the file's order
+        assert part["row"].is_monotonic_increasing
+    assert sorted([*split.train["row"], *split.test["row"]]) == list(range(len(data)))
+    again = split_by_product(data.astype({PRODUCT: "category"}))
+    pd.testing.assert_frame_equal(again.test.astype({PRODUCT: str}), split.test)

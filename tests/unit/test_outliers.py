@@ -33,3 +33,14 @@ def test_a_moderate_slip_is_judged_against_its_own_products_line() -> None:
     honest_far = pd.DataFrame({HOURS: [45.0], ORDERS: [300], PRODUCT: ["SKU001"]})
     screened = screen_outliers(pd.concat([data, slips, honest_far], ignore_index=True))
     assert sorted(screened.outliers[HOURS].tolist()) == [40.0, 60.0]
+
+
+def test_screening_a_million_rows_at_a_time_is_screening_them_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = generate_tranche(3000, 20, seed=5, quirks=["outlier"]).data
+    whole = screen_outliers(data)
+    monkeypatch.setattr("pipeline.outliers.CHUNK_ROWS", 64)
+    chunked = screen_outliers(data.astype({PRODUCT: "category"}))
+    assert chunked.outliers[HOURS].tolist() == whole.outliers[HOURS].tolist() == [OUTLIER_HOURS]
+    assert chunked.noise_sd == pytest.approx(whole.noise_sd)

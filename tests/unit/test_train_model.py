@@ -48,16 +48,16 @@ def test_train_with_no_tranche_says_how_to_get_one(store: LocalStore) -> None:
 def test_train_refuses_when_r2_is_below_the_error_threshold_and_publishes_nothing(
     store_with_tranche: LocalStore,
 ) -> None:
-    with pytest.raises(train_model.TrainingRefused, match="below the error threshold 0.99"):
-        train_model.main(store_with_tranche, r2_error_threshold=0.99)
+    with pytest.raises(train_model.TrainingRefused, match="below the error threshold 0.9999"):
+        train_model.main(store_with_tranche, r2_error_threshold=0.9999)
     assert store_with_tranche.list_keys("models/") == []
 
 
 def test_train_warns_when_r2_is_below_the_warning_threshold_only(
     store_with_tranche: LocalStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    train_model.main(store_with_tranche, r2_warning_threshold=0.99)
-    assert "below the warning threshold 0.99" in caplog.text
+    train_model.main(store_with_tranche, r2_warning_threshold=0.9999)
+    assert "below the warning threshold 0.9999" in caplog.text
     train_model.main(store_with_tranche, r2_warning_threshold=0.5)
     assert caplog.text.count("below the warning threshold") == 1
 

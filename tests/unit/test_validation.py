@@ -137,3 +137,27 @@ def test_a_file_delimited_by_something_else_is_refused_naming_the_delimiter(
     raw = (HEADER + good_rows(20)).replace(b",", delimiter)
     with pytest.raises(ValueError, match=f"delimited by {name}"):
         check(raw)
+
+
+def test_a_tranche_read_in_many_chunks_is_the_one_read_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    raw = to_csv_bytes(generate_tranche(5000, 40, seed=2, zipf=1.1).data)
+    whole = check(raw).data
+    monkeypatch.setattr("pipeline.validation._CHUNK_ROWS", 128)
+    chunked = check(raw).data
+    assert isinstance(chunked[PRODUCT].dtype, pd.CategoricalDtype)  # no string per row
+    pd.testing.assert_frame_equal(
+        chunked.astype({PRODUCT: str}), whole.astype({PRODUCT: str})
+    )
+
+
+def test_numeric_looking_codes_keep_their_zeros_even_when_one_chunk_has_only_those(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("pipeline.validation._CHUNK_ROWS", 4)
+    rows = b"".join(b"%d,%d,SKU%d\n" % (i, i, i % 2) for i in range(1, 5))
+    rows += b"".join(b"%d,%d,007\n" % (i, i) for i in range(1, 5))
+    report = check(HEADER + rows)
+    assert report.refusals == []
+    assert sorted(set(report.data[PRODUCT].astype(str))) == ["007", "SKU0", "SKU1"]
