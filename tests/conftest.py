@@ -5,7 +5,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pipeline import train_model
 from pipeline.generate_dataset import generate_tranche, to_csv_bytes
+from pipeline.registry import LoadedModel, load_newest_model
 from pipeline.store import LocalStore
 from pipeline.tranche import tranche_key
 
@@ -33,3 +35,12 @@ def store(tmp_path: Path) -> LocalStore:
 def store_with_tranche(store: LocalStore, tranche: pd.DataFrame) -> LocalStore:
     put_tranche(store, tranche)
     return store
+
+
+@pytest.fixture(scope="module")
+def trained_model(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    """One model (1,000 rows of 5 products) per test module, for tests that only read it."""
+    store = LocalStore(tmp_path_factory.mktemp("trained") / "store")
+    put_tranche(store, generate_tranche(rows=1000, skus=5, seed=7).data)
+    train_model.main(store)
+    return load_newest_model(store)

@@ -6,14 +6,11 @@ from typing import Any, Dict, Iterator, List
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline import train_model
 from pipeline.api_schema import MAX_BATCH_ORDERS
-from pipeline.generate_dataset import generate_tranche
 from pipeline.http_guards import MAX_BATCH_BODY_BYTES
 from pipeline.registry import LoadedModel, load_newest_model
 from pipeline.serve_model import API_PATH, BATCH_PATH, create_app
 from pipeline.store import LocalStore
-from tests.conftest import put_tranche
 from tests.scrape import parse_metrics, total, value
 from tests.unit.test_metrics import with_metadata
 
@@ -22,12 +19,8 @@ GOOD = {"product_code": "SKU001", "orders_placed": 112}
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    """One model for the module: these tests only read it."""
-    store = LocalStore(tmp_path_factory.mktemp("batch") / "store")
-    put_tranche(store, generate_tranche(rows=1000, skus=5, seed=7).data)
-    train_model.main(store)
-    return load_newest_model(store)
+def loaded(trained_model: LoadedModel) -> LoadedModel:
+    return trained_model
 
 
 @pytest.fixture

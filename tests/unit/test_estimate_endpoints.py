@@ -8,17 +8,13 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from pipeline import train_model
 from pipeline.api_schema import DispatchRequest
 from pipeline.estimate_endpoints import ORDER, EstimateFastPath, ServedLines, round_hours, served
-from pipeline.generate_dataset import generate_tranche
 from pipeline.http_guards import Message, Receive, Scope, Send
 from pipeline.metrics import ServiceMetrics
 from pipeline.model import ProductLinearModel
-from pipeline.registry import LoadedModel, load_newest_model
+from pipeline.registry import LoadedModel
 from pipeline.serve_model import API_PATH, BATCH_PATH, BODY_LIMITS, create_app
-from pipeline.store import LocalStore
-from tests.conftest import put_tranche
 
 
 def test_round_hours_equals_pythons_round_to_3_decimals_on_every_value() -> None:
@@ -99,11 +95,8 @@ class Behind:
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    store = LocalStore(tmp_path_factory.mktemp("fast") / "store")
-    put_tranche(store, generate_tranche(rows=1000, skus=5, seed=7).data)
-    train_model.main(store)
-    return load_newest_model(store)
+def loaded(trained_model: LoadedModel) -> LoadedModel:
+    return trained_model
 
 
 def fast_path_over(behind: Behind, loaded: LoadedModel) -> EstimateFastPath:
