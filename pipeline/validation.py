@@ -257,6 +257,8 @@ def _trim_codes(frame: pd.DataFrame) -> Tuple[pd.DataFrame, int]:
     codes, names = _distinct(frame[PRODUCT])
     stripped = np.asarray([str(u).strip() for u in names], dtype=object)
     changed = stripped != names
+    if not changed.any() and isinstance(frame[PRODUCT].dtype, pd.CategoricalDtype):
+        return frame, 0  # already one category per code: nothing to rebuild
     padded = int(np.isin(codes, np.flatnonzero(changed)).sum()) if changed.any() else 0
     # " SKU001" and "SKU001" become one category.
     products, renumber = np.unique(stripped.astype(str), return_inverse=True)
