@@ -6,8 +6,9 @@ store, then, alternating, times `python -m pipeline.train_model` on it as a whol
 a process that only does `pandas.read_csv` of the same file, and prints the median wall
 time, the peak memory (max RSS) of each, and their ratios. With --baseline-code (another
 checkout of this repo, e.g. `git worktree add /tmp/old <commit>`), that code's train_model
-is timed too, in the same alternation, so a change can be checked for a regression (it is
-run without --force, which older code lacks; older code did nothing on a re-run anyway).
+is timed too, in the same alternation, so a change can be checked for a regression. It is
+run without --force, which code before 492d195 lacks; since our runs publish in between, its
+re-run check never finds a model of its own, so it too trains and publishes in full.
 """
 import argparse
 import statistics
