@@ -161,3 +161,10 @@ def test_numeric_looking_codes_keep_their_zeros_even_when_one_chunk_has_only_tho
     report = check(HEADER + rows)
     assert report.refusals == []
     assert sorted(set(report.data[PRODUCT].astype(str))) == ["007", "SKU0", "SKU1"]
+
+
+def test_a_product_whose_only_rows_were_dropped_is_not_among_the_products() -> None:
+    report = check(HEADER + good_rows() + b"1.5,-5,SKUBAD\n")
+    assert report.refusals == [] and len(report.data) == 300
+    # value_counts and groupby list every category: SKUBAD must not be one.
+    assert sorted(report.data[PRODUCT].value_counts().index) == ["SKU001", "SKU002", "SKU003"]
