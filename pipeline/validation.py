@@ -246,9 +246,12 @@ def validate_tranche(
             f"only {len(clean)} usable rows, under {MIN_SIZE_RATIO:.0%} of the "
             f"{previous_rows} the current model was trained on: is the tranche truncated?"
         )
-    if isinstance(clean[PRODUCT].dtype, pd.CategoricalDtype):
+    codes, names = _distinct(clean[PRODUCT])
+    if isinstance(clean[PRODUCT].dtype, pd.CategoricalDtype) and len(names) and (
+        np.bincount(codes[codes >= 0], minlength=len(names)) == 0
+    ).any():
         # Only the codes that have rows left: a notebook's groupby or value_counts on pandas
-        # 2 would otherwise list products with none.
+        # 2 would otherwise list products with none. (Rare: a product's every row was bad.)
         clean = clean.assign(**{PRODUCT: clean[PRODUCT].cat.remove_unused_categories()})
     return TrancheReport(clean.reset_index(drop=True), refusals, warnings)
 
