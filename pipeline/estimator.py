@@ -254,29 +254,23 @@ def _alone(s: Sums, prior: Prior) -> Posterior:
     return Posterior(np.column_stack([intercept, slope]), covs)
 
 
-def line_values(
-    mean: np.ndarray, codes: np.ndarray, u: np.ndarray, out: Optional[np.ndarray] = None,
-    scratch: Optional[np.ndarray] = None,
-) -> np.ndarray:
-    """Return each row's posterior line value in standardised orders.
-
-    `out` and `scratch` (arrays of the rows' length) let a caller reuse its buffers: at 10M
-    rows a fresh array costs more in page faults than the arithmetic done in it.
-    """
-    line: np.ndarray = np.take(mean[:, 1], codes, out=out)
+def line_values(mean: np.ndarray, codes: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Return each row's posterior line value in standardised orders."""
+    line: np.ndarray = np.take(mean[:, 1], codes)
     line *= u
-    line += np.take(mean[:, 0], codes, out=scratch)
+    line += np.take(mean[:, 0], codes)
     return line
 
 
-def row_variances(
-    cov: np.ndarray, codes: np.ndarray, u: np.ndarray, out: Optional[np.ndarray] = None,
-    scratch: Optional[np.ndarray] = None,
-) -> np.ndarray:
-    """Return each row's posterior variance of its line value (Horner's rule, in place)."""
-    var: np.ndarray = np.take(cov[:, 2], codes, out=out)
+def row_variances(cov: np.ndarray, codes: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Return each row's posterior variance of its line value (Horner's rule, in place).
+
+    Over the noise variance, this is a fitted row's hat value: the outlier screen divides
+    residuals by it to get leave-one-out residuals.
+    """
+    var: np.ndarray = np.take(cov[:, 2], codes)
     var *= u
-    term = np.take(cov[:, 1], codes, out=scratch)
+    term = np.take(cov[:, 1], codes)
     term *= 2
     var += term
     var *= u
@@ -362,10 +356,10 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         check_is_fitted(self, "intercepts_")
         return product_positions(self._index, pd.Series(product_codes))
 
-    def predict_line(self, X: pd.DataFrame, idx: Optional[np.ndarray] = None) -> np.ndarray:
+    def predict_line(self, X: pd.DataFrame) -> np.ndarray:
         """Return each row's posterior line value, not floored (for residuals)."""
         _, _, x = _features(X, factorize=False)
-        idx = self.product_index(X[PRODUCT]) if idx is None else idx
+        idx = self.product_index(X[PRODUCT])
         known = idx >= 0
         safe = np.where(known, idx, 0)
         intercept = np.where(known, self.intercepts_[safe], self.catalogue_intercept_)
@@ -377,25 +371,6 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         """Estimate hours for each row as the service would: never below zero."""
         hours: np.ndarray = np.clip(self.predict_line(X), 0.0, None)
         return hours
-
-    def leverage(self, X: pd.DataFrame, idx: Optional[np.ndarray] = None) -> np.ndarray:
-        """Return each row's posterior variance of its line value over the noise variance.
-
-        For a row used in the fit this is its hat value h, and its residual divided by
-        sqrt(1 - h) is its leave-one-out residual in noise units (the outlier screen uses it).
-        Unseen products get the prior's variance.
-        """
-        _, _, x = _features(X, factorize=False)
-        u = (x - self.x_centre_) / self.x_scale_
-        idx = self.product_index(X[PRODUCT]) if idx is None else idx
-        known = idx >= 0
-        cov = self.posterior_cov_[np.where(known, idx, 0)]
-        prior = self.prior_.cov * (1.0 if np.isinf(self.prior_scale) else self.prior_scale)
-        c00 = np.where(known, cov[:, 0], prior[0, 0])
-        c01 = np.where(known, cov[:, 1], prior[0, 1])
-        c11 = np.where(known, cov[:, 2], prior[1, 1])
-        var: np.ndarray = (c00 + 2 * c01 * u + c11 * u * u) / self.prior_.noise_var
-        return var
 
     def served_model(self) -> ProductLinearModel:
         """Return the plain-number model the service loads (no scikit-learn needed)."""
