@@ -120,11 +120,8 @@ def screen_outliers(data: pd.DataFrame, z: float = OUTLIER_Z) -> Screened:
     noise = float("nan")
     post: Optional[Posterior] = None
     for _ in range(MAX_ROUNDS):
-        out = np.flatnonzero(excluded)
-        left_out = rows(out)
-        sums = Sums(*(a - b for a, b in zip(
-            every, grouped_sums(left_out.codes, left_out.u, left_out.hours, k)
-        )))
+        left_out = grouped_sums(*rows(np.flatnonzero(excluded)), k)
+        sums = Sums(*(a - b for a, b in zip(every, left_out)))
         prior = fit_prior(sums, start_from=prior)
         post = posterior(sums, prior)
         kept = ~excluded[sample]

@@ -236,20 +236,16 @@ def validate_tranche(
     if refusals:
         clean = frame
 
-    if not refusals:
-        codes, _ = _distinct(clean[PRODUCT])
-        counts = np.bincount(codes[codes >= 0])
-        if not (counts >= MIN_ROWS_PER_PRODUCT).any():
-            refusals.append(f"no product has the {MIN_ROWS_PER_PRODUCT} rows needed to fit")
+    codes, names = _distinct(clean[PRODUCT])
+    rows_per_code = np.bincount(codes[codes >= 0], minlength=len(names))
+    if not refusals and not (rows_per_code >= MIN_ROWS_PER_PRODUCT).any():
+        refusals.append(f"no product has the {MIN_ROWS_PER_PRODUCT} rows needed to fit")
     if previous_rows and len(clean) < MIN_SIZE_RATIO * previous_rows:
         refusals.append(
             f"only {len(clean)} usable rows, under {MIN_SIZE_RATIO:.0%} of the "
             f"{previous_rows} the current model was trained on: is the tranche truncated?"
         )
-    codes, names = _distinct(clean[PRODUCT])
-    if isinstance(clean[PRODUCT].dtype, pd.CategoricalDtype) and len(names) and (
-        np.bincount(codes[codes >= 0], minlength=len(names)) == 0
-    ).any():
+    if isinstance(clean[PRODUCT].dtype, pd.CategoricalDtype) and (rows_per_code == 0).any():
         # Only the codes that have rows left: a notebook's groupby or value_counts on pandas
         # 2 would otherwise list products with none. (Rare: a product's every row was bad.)
         clean = clean.assign(**{PRODUCT: clean[PRODUCT].cat.remove_unused_categories()})
