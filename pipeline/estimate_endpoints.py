@@ -20,7 +20,7 @@ differently from the app, only sooner. The routes stay registered for the OpenAP
 """
 import json
 import time
-from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import List, Mapping, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import pydantic_core
@@ -70,29 +70,36 @@ def round_hours(hours: np.ndarray) -> np.ndarray:
 
 
 class ServedLines:
-    """The model's lines as arrays, indexed by product, for estimating many orders at once."""
+    """The model's lines as arrays, with its codes' look-up table built before any request."""
 
     def __init__(self, model: ProductLinearModel) -> None:
         self.model = model
-        self.index: Dict[str, int] = {code: i for i, code in enumerate(model.product_codes)}
-        self.intercepts = np.asarray(model.intercepts, dtype=float)
-        self.slopes = np.asarray(model.slopes, dtype=float)
+        self.codes = model.product_codes
+        self.codes.index()
+        self.intercepts = model.intercepts
+        self.slopes = model.slopes
 
-    def estimate_one(self, product_code: str, orders_placed: float) -> float:
+    def position(self, product_code: str) -> int:
+        """Return the product's position, -1 for one the model does not answer."""
+        return self.codes.find(product_code)
+
+    def positions(self, product_codes: Sequence[str]) -> np.ndarray:
+        return self.codes.find_many(product_codes)
+
+    def estimate_one(self, position: int, orders_placed: float) -> float:
         """The single endpoint's answer: never below zero, rounded to 3 decimals."""
-        return round(self.model.predict_one(product_code, orders_placed), 3)
+        hours = float(self.intercepts[position]) + float(self.slopes[position]) * orders_placed
+        return round(max(0.0, hours), 3)
 
-    def estimate_many(self, indices: Sequence[int], orders_placed: np.ndarray) -> np.ndarray:
-        """Estimate each (product index, orders) pair, equal to `estimate_one` for each."""
-        idx = np.asarray(indices, dtype=np.intp)
-        # The same two IEEE operations as predict_one (a product, then a sum): the same floats.
+    def estimate_many(
+        self, positions: Union[Sequence[int], np.ndarray], orders_placed: np.ndarray
+    ) -> np.ndarray:
+        """Estimate each (product position, orders) pair, equal to `estimate_one` for each."""
+        idx = np.asarray(positions, dtype=np.intp)
+        # The same two IEEE operations as estimate_one (a product, then a sum): the same floats.
         hours = self.intercepts[idx] + self.slopes[idx] * orders_placed
-        # max(0.0, h) as predict_one; + 0.0 turns a -0.0 into the 0.0 it returns.
+        # max(0.0, h) as estimate_one; + 0.0 turns a -0.0 into the 0.0 it returns.
         return round_hours(np.maximum(hours, 0.0) + 0.0)
-
-    def unknown(self, product_codes: Sequence[str]) -> List[Tuple[int, str]]:
-        """Return (position, code) of each code the model does not answer."""
-        return [(i, c) for i, c in enumerate(product_codes) if c not in self.index]
 
 
 class Served(NamedTuple):
@@ -203,10 +210,11 @@ class EstimateFastPath:
             order = ORDER.validate_json(body)
         except ValidationError:
             return None
-        code, orders_placed = order["product_code"], order["orders_placed"]
-        if code not in current.lines.index:
+        position = current.lines.position(order["product_code"])
+        if position < 0:
             return None
-        hours = current.lines.estimate_one(code, orders_placed)
+        orders_placed = order["orders_placed"]
+        hours = current.lines.estimate_one(position, orders_placed)
         self.metrics.estimate(hours, orders_placed)
         return b'{"est_hours_to_dispatch":' + repr(hours).encode() + current.single_tail
 
@@ -216,14 +224,12 @@ class EstimateFastPath:
             orders = BATCH.validate_json(body)["orders"]
         except ValidationError:
             return None
-        index = current.lines.index
-        try:
-            indices = [index[order["product_code"]] for order in orders]
-        except KeyError:
+        positions = current.lines.positions([order["product_code"] for order in orders])
+        if (positions < 0).any():
             return None
         orders_placed = np.fromiter(
             (order["orders_placed"] for order in orders), dtype=float, count=len(orders)
         )
-        hours = current.lines.estimate_many(indices, orders_placed)
+        hours = current.lines.estimate_many(positions, orders_placed)
         self.metrics.estimate_many(hours, orders_placed)
         return current.batch_head + pydantic_core.to_json(hours.tolist()) + b"}"

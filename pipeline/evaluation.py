@@ -9,7 +9,7 @@ import pandas as pd
 from scipy.stats import norm
 from sklearn.metrics import mean_absolute_error, r2_score
 
-from pipeline.estimator import factorize_products, product_positions
+from pipeline.estimator import factorize_products
 from pipeline.model import ProductLinearModel
 from pipeline.tranche import HOURS, ORDERS, PRODUCT
 
@@ -89,7 +89,20 @@ def served_estimates(model: ProductLinearModel, rows: pd.DataFrame) -> np.ndarra
 
 
 def _positions(model: ProductLinearModel, rows: pd.DataFrame) -> np.ndarray:
-    return product_positions(pd.Index(model.product_codes), rows[PRODUCT])
+    """Return each row's product position in the model (-1: unknown), each code looked up once.
+
+    The model's codes keep their look-up table, so scoring the same model again is cheap.
+    """
+    codes = rows[PRODUCT]
+    if isinstance(codes.dtype, pd.CategoricalDtype):
+        found = model.product_codes.find_many([str(c) for c in codes.cat.categories])
+        # A missing code (-1) picks the appended -1.
+        at: np.ndarray = np.append(found, -1)[codes.cat.codes.to_numpy()]
+        return at
+    numbers, distinct = pd.factorize(codes)
+    found = model.product_codes.find_many([str(c) for c in distinct])
+    positions: np.ndarray = np.append(found, -1)[numbers]
+    return positions
 
 
 def check_model_logic(
@@ -104,11 +117,11 @@ def check_model_logic(
     corrected for the number of products), its estimates fall as orders grow, stay at zero
     across the whole range, or rise above ABSURD_FACTOR times the longest dispatch seen.
     """
-    codes = np.asarray(model.product_codes)
     slopes = np.asarray(model.slopes, dtype=float)
     intercepts = np.asarray(model.intercepts, dtype=float)
-    sd = np.zeros(len(codes)) if slope_sd is None else np.asarray(slope_sd, dtype=float)
-    z = float(norm.isf(FALSE_ALARM_RATE / max(len(codes), 1)))
+    count = len(model.product_codes)
+    sd = np.zeros(count) if slope_sd is None else np.asarray(slope_sd, dtype=float)
+    z = float(norm.isf(FALSE_ALARM_RATE / max(count, 1)))
     high = float(data[ORDERS].max())
     at_high = intercepts + slopes * high
     margin = z * sd * max(high, 1.0)
@@ -121,7 +134,9 @@ def check_model_logic(
                                      f"({ABSURD_FACTOR:g}x the longest dispatch)"),
     ):
         if mask.any():
-            problems.append(f"{what} for {int(mask.sum())} product(s): {_some(codes[mask])}")
+            problems.append(
+                f"{what} for {int(mask.sum())} product(s): {_some(model, np.flatnonzero(mask))}"
+            )
     return problems
 
 
@@ -165,6 +180,6 @@ def mae_regression(comparison: Dict[str, Any], tolerance: float) -> Optional[str
     )
 
 
-def _some(codes: np.ndarray, most: int = 5) -> str:
-    shown = ", ".join(codes[:most].tolist())
-    return shown + (f" and {len(codes) - most} more" if len(codes) > most else "")
+def _some(model: ProductLinearModel, positions: np.ndarray, most: int = 5) -> str:
+    shown = ", ".join(model.product_codes.take(positions[:most]).tolist())
+    return shown + (f" and {len(positions) - most} more" if len(positions) > most else "")

@@ -54,6 +54,7 @@ from pipeline.registry import (
     metadata_extra,
     published_versions,
 )
+from pipeline.product_codes import ProductCodes
 from pipeline.store import Store, open_store
 
 log = configure_logger(__name__)
@@ -84,7 +85,7 @@ def model_info(loaded: LoadedModel, newest_published: Optional[str], pinned: boo
         created_at=metadata.created_at,
         tranche=metadata.dataset.get("key"),
         rows=metadata.dataset.get("rows_used"),
-        products=len(metadata.product_codes),
+        products=len(loaded.model),
         r2=metadata.metrics.get("r2"),
         mae=metadata.metrics.get("mae"),
         comparison=comparison,
@@ -112,7 +113,7 @@ def create_app(
         loaded = load_model()
         app.state.loaded = loaded
         catalogue = metadata_extra(loaded.metadata, "catalogue") or {}
-        app.state.dropped = frozenset(catalogue.get("dropped", ()))
+        app.state.dropped = loaded.model.catalogue.dropped
         app.state.carry_weeks = catalogue.get("max_carry_weeks")
         app.state.model_info = model_info(loaded, newest_published, pinned)
         app.state.served = served(loaded.model, loaded.metadata.model_version)
@@ -160,7 +161,8 @@ def create_app(
 
     def unknown_product(request: Request, loc: Tuple[Any, ...], code: str) -> Dict[str, Any]:
         """Say whether an unknown product was never ordered or has been dropped."""
-        if code in getattr(request.app.state, "dropped", frozenset()):
+        dropped: Optional[ProductCodes] = getattr(request.app.state, "dropped", None)
+        if dropped is not None and dropped.find(code) >= 0:
             weeks = getattr(request.app.state, "carry_weeks", None)
             msg = (
                 f"product code {code!r} has been dropped: it had no orders in the last "
@@ -181,9 +183,10 @@ def create_app(
     ) -> DispatchEstimate:
         """Estimate the hours until an order of this product is dispatched."""
         current: Served = request.app.state.served
-        if not loaded.model.knows(body.product_code):
+        position = current.lines.position(body.product_code)
+        if position < 0:
             raise unknown_products(request, [(("body", "product_code"), body.product_code)])
-        hours = current.lines.estimate_one(body.product_code, body.orders_placed)
+        hours = current.lines.estimate_one(position, body.orders_placed)
         metrics.estimate(hours, body.orders_placed)
         return DispatchEstimate(est_hours_to_dispatch=hours, model_version=current.model_version)
 
@@ -194,13 +197,14 @@ def create_app(
         """Estimate many orders at once, in order; one bad order refuses the whole batch."""
         current: Served = request.app.state.served
         codes = [order.product_code for order in body.orders]
-        unknown = current.lines.unknown(codes)
-        if unknown:
+        positions = current.lines.positions(codes)
+        if (positions < 0).any():
+            unknown = [(int(i), codes[i]) for i in np.flatnonzero(positions < 0)]
             raise unknown_products(
                 request, [(("body", "orders", i, "product_code"), code) for i, code in unknown]
             )
         orders_placed = np.array([order.orders_placed for order in body.orders], dtype=float)
-        hours = current.lines.estimate_many([current.lines.index[c] for c in codes], orders_placed)
+        hours = current.lines.estimate_many(positions, orders_placed)
         metrics.estimate_many(hours, orders_placed)
         return BatchEstimates(model_version=current.model_version, estimates=hours.tolist())
 

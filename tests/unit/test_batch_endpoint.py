@@ -12,7 +12,7 @@ from pipeline.registry import LoadedModel, load_newest_model
 from pipeline.serve_model import API_PATH, BATCH_PATH, create_app
 from pipeline.store import LocalStore
 from tests.scrape import parse_metrics, total, value
-from tests.unit.test_metrics import with_metadata
+from tests.unit.test_metrics import with_dropped
 
 JSON = {"content-type": "application/json"}
 GOOD = {"product_code": "SKU001", "orders_placed": 112}
@@ -122,7 +122,7 @@ def test_hostile_orders_get_a_422_naming_their_index(
 
 
 def test_every_unknown_and_dropped_product_is_named_at_its_index(loaded: LoadedModel) -> None:
-    dropping = with_metadata(loaded, catalogue={"dropped": ["SKU404"], "max_carry_weeks": 4})
+    dropping = with_dropped(loaded, ["SKU404"])
     with TestClient(create_app(lambda: dropping)) as client:
         orders = [GOOD, {"product_code": "SKU999", "orders_placed": 1}, GOOD,
                   {"product_code": "SKU404", "orders_placed": 1}]

@@ -43,7 +43,8 @@ def test_batch_estimates_equal_the_single_estimate_for_random_lines_and_queues()
     orders = [rng.choice([rng.uniform(0, 400), rng.randint(0, 400), rng.uniform(0, 1e6)])
               for _ in picked]
     many = lines.estimate_many(picked, np.asarray(orders, dtype=float)).tolist()
-    assert many == [lines.estimate_one(codes[i], x) for i, x in zip(picked, orders)]
+    assert many == [lines.estimate_one(i, x) for i, x in zip(picked, orders)]
+    assert lines.positions([codes[i] for i in picked]).tolist() == picked
     assert all(np.copysign(1.0, h) == 1.0 for h in many)  # never -0.0
 
 

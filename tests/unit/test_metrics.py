@@ -1,11 +1,14 @@
 """GET /metrics, scraped and parsed as Prometheus would, after real requests to the app."""
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from pipeline import train_model
+from pipeline.model import CatalogueState, ProductLinearModel
+from pipeline.product_codes import ProductCodes
 from pipeline.registry import LoadedModel, ModelMetadata, load_newest_model, metadata_extra
 from pipeline.serve_model import API_PATH, create_app
 from pipeline.store import LocalStore
@@ -18,6 +21,17 @@ def with_metadata(loaded: LoadedModel, **changes: Any) -> LoadedModel:
     """The same model, its metadata changed (extras included), as a later run might write."""
     document: Dict[str, Any] = {**loaded.metadata.model_dump(), **changes}
     return LoadedModel(loaded.model, ModelMetadata.model_validate(document))
+
+
+def with_dropped(loaded: LoadedModel, codes: List[str]) -> LoadedModel:
+    """The same model, as if these products had been dropped by an earlier run."""
+    model = loaded.model
+    state = CatalogueState(
+        model.catalogue.weeks_missing, ProductCodes.from_strings(codes),
+        np.zeros(len(codes), np.int16),
+    )
+    dropping = ProductLinearModel(model.product_codes, model.intercepts, model.slopes, state)
+    return with_metadata(LoadedModel(dropping, loaded.metadata), catalogue={"max_carry_weeks": 4})
 
 
 @pytest.fixture
@@ -100,7 +114,7 @@ def test_refused_requests_do_not_count_as_estimates(client: TestClient) -> None:
 def test_each_refusal_is_counted_once_under_its_reason(
     loaded: LoadedModel, request_kwargs: Dict[str, Any], reason: str
 ) -> None:
-    dropping = with_metadata(loaded, catalogue={"dropped": ["SKU404"], "max_carry_weeks": 4})
+    dropping = with_dropped(loaded, ["SKU404"])
     for client in serve(dropping):
         before = scrape(client)
         response = client.post(API_PATH, **request_kwargs)
