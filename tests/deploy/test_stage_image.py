@@ -56,7 +56,7 @@ def python_of(stage: List[Tuple[str, str]]) -> Tuple[int, int]:
 
 
 def pinned_versions(lines: List[str]) -> Dict[str, str]:
-    pins = {}
+    pins: Dict[str, str] = {}
     for line in lines:
         requirement = Requirement(line)
         [specifier] = list(requirement.specifier)
@@ -123,7 +123,7 @@ def test_this_environment_holds_what_the_recipe_installs_on_the_image_s_python()
         **pinned_versions(bodywork_requirements()),
         **pinned_versions(all_stage_requirements(load_bodywork_config())),
     }
-    found = {}
+    found: Dict[str, str] = {}
     for name in wanted:
         try:
             found[name] = version(name)
