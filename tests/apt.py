@@ -1,7 +1,8 @@
 """Install a Debian package the first time a test needs a program from it.
 
-Run as root (the CI machine and the development container are), with apt-get update first; a
-lock shared by every such install keeps two tox environments from running apt-get at once.
+As root (the development container), or through `sudo -n` for another user (CircleCI's
+machine), with apt-get update first; a lock shared by every such install keeps two tox
+environments from running apt-get at once.
 """
 import fcntl
 import os
@@ -26,8 +27,9 @@ def ensure_program(program: str, package: str, recommends: bool = True) -> str:
         if found:
             return found
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for command in (["apt-get", "update", "-q"],
-                        ["apt-get", "install", "-y", "-q",
+        sudo = ["sudo", "-n", "-E"] if os.geteuid() != 0 and shutil.which("sudo") else []
+        for command in ([*sudo, "apt-get", "update", "-q"],
+                        [*sudo, "apt-get", "install", "-y", "-q",
                          *([] if recommends else ["--no-install-recommends"]), package]):
             result = subprocess.run(command, capture_output=True, text=True, env=env,
                                     timeout=900)
