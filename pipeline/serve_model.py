@@ -394,7 +394,7 @@ def main(
         start_metrics_server(app.state.metrics, host, metrics_port)
         log.info(f"Metrics on http://{host}:{metrics_port}/metrics (not on port {port})")
     else:
-        log.warning("Metrics are not served: --metrics-port/TTD_METRICS_PORT is 0")
+        log.info("Metrics are not served: --metrics-port/TTD_METRICS_PORT is 0")
     serve(app, host, port, http_limits, http_parser, uvicorn_log_config(), access_log)
 
 
