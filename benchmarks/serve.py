@@ -110,7 +110,7 @@ def load(wrk: str, url: str, script: Path, seconds: float, connections: int,
 
 
 def scrape_metrics(base: str, stop: threading.Event, scrapes: List[int]) -> None:
-    """GET /metrics every second, as Prometheus would, while the load runs."""
+    """GET /metrics (on the metrics port) every second, as Prometheus would, during the load."""
     with httpx.Client(base_url=base, timeout=10) as client:
         while not stop.wait(1.0):
             if client.get("/metrics").status_code == 200:
@@ -193,15 +193,19 @@ def main(seconds: float, rounds: int, connections: int, threads: int,
         store = train(root)
         codes = list(load_newest_model(store).model.product_codes)
         single_lua, batch_lua = write_bodies(root, random.Random(2).sample(codes, CODES_USED))
-        port = free_port()
+        port, metrics_port = free_port(), free_port()
         ours = start_service(
-            ["-m", "pipeline.serve_model", str(store.root), "--port", str(port)], port
+            ["-m", "pipeline.serve_model", str(store.root), "--port", str(port),
+             "--metrics-port", str(metrics_port)],
+            port,
         )
         floor, floor_port = start_floor()
         urls = {"ours": f"http://127.0.0.1:{port}", "floor": f"http://127.0.0.1:{floor_port}"}
         stop = threading.Event()
         scrapes = [0]
-        scraper = threading.Thread(target=scrape_metrics, args=(urls["ours"], stop, scrapes))
+        scraper = threading.Thread(
+            target=scrape_metrics, args=(f"http://127.0.0.1:{metrics_port}", stop, scrapes)
+        )
         scraper.start()
         results: Dict[str, List[Run]] = {"ours": [], "floor": []}
         batch: Optional[Run] = None

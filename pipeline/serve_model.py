@@ -8,8 +8,9 @@ Steps:
    bad fields get a 422 naming the field (and the order's index in a batch). Valid requests
    take a fast path (pipeline/estimate_endpoints.py); the routes here define every refusal.
 3. Answer GET /health (process alive) and GET /ready (model loaded) for Kubernetes probes,
-   GET /api/v0.1/model (the model served) and GET /metrics (Prometheus) for operators, and
-   /docs from assets the service serves itself (no CDN).
+   GET /api/v0.1/model (the model served) for clients and operators, and /docs from assets
+   the service serves itself (no CDN). GET /metrics (Prometheus) is answered on a port of its
+   own (--metrics-port), which the ingress in front of --port never reaches.
 """
 import errno
 import signal
@@ -22,9 +23,8 @@ from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Sequence,
 import numpy as np
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
-from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from typing_extensions import Annotated
@@ -44,7 +44,12 @@ from pipeline.estimate_endpoints import EstimateFastPath, Served, served
 from pipeline.http_guards import MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, RequestGuard
 from pipeline.http_server import HttpLimits, Parser, serve
 from pipeline.logs import LOG_FORMAT, configure_logger
-from pipeline.metrics import MetricsMiddleware, ServiceMetrics, refusal_reason
+from pipeline.metrics import (
+    MetricsMiddleware,
+    ServiceMetrics,
+    refusal_reason,
+    start_metrics_server,
+)
 from pipeline.registry import (
     MODELS_PREFIX,
     LoadedModel,
@@ -63,6 +68,7 @@ API_PATH = "/api/v0.1/time_to_dispatch"
 BATCH_PATH = "/api/v0.1/time_to_dispatch/batch"
 BODY_LIMITS = {API_PATH: MAX_BODY_BYTES, BATCH_PATH: MAX_BATCH_BODY_BYTES}
 MODEL_PATH = "/api/v0.1/model"
+METRICS_PORT_OPTION = "--metrics-port N (TTD_METRICS_PORT=N; 0 serves no metrics)"
 DOCS_ASSETS = "/docs-assets"
 SHOWN_VERSIONS = 5
 
@@ -224,11 +230,8 @@ def create_app(
         info: ModelInfo = request.app.state.model_info
         return info
 
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics() -> Response:
-        """Expose the metrics in Prometheus' text format."""
-        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
-
+    # No /metrics route here: the metrics are served on a port of their own
+    # (start_metrics_server), which the cluster's ingress never routes to.
     return app
 
 
@@ -299,10 +302,11 @@ def uvicorn_log_config() -> Dict[str, Any]:
     return config
 
 
-def check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int, option: str = "--port N (make run PORT=N)") -> None:
     """Fail now, in one line, if the port is taken, rather than after loading a model.
 
     Binds as uvicorn does (SO_REUSEADDR), so a port in TIME_WAIT is not reported as taken.
+    `option` is how the operator chooses another.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -313,7 +317,7 @@ def check_port_free(host: str, port: int) -> None:
             if exc.errno == errno.EADDRINUSE:
                 raise PortInUseError(
                     f"port {port} on {host} is already in use by another process: stop it, or "
-                    f"choose another port with --port N (make run PORT=N)"
+                    f"choose another port with {option}"
                 ) from exc
             raise PortInUseError(
                 f"cannot listen on {host}:{port}: {exc.strerror or exc}"
@@ -363,10 +367,16 @@ def main(
     http_limits: HttpLimits = HttpLimits(),
     http_parser: Parser = "httptools",
     access_log: bool = False,
+    metrics_port: int = 0,
 ) -> None:
-    """Load the newest verified model (or the pinned one), then serve it until stopped."""
+    """Load the newest verified model (or the pinned one), then serve it until stopped.
+
+    With `metrics_port` (not 0), /metrics is served on that port, not on `port`.
+    """
     log.info("Starting serve-model stage.")
     check_port_free(host, port)
+    if metrics_port:
+        check_port_free(host, metrics_port, METRICS_PORT_OPTION)
     store = open_store(store_uri)
     versions = published_versions(store)
     # Fail here, before binding the port, so a missing model is one clear line and exit 1.
@@ -384,6 +394,11 @@ def main(
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, _note_stop_signal)
     app = create_app(lambda: loaded, newest_published=newest, pinned=bool(model_version))
+    if metrics_port:
+        start_metrics_server(app.state.metrics, host, metrics_port)
+        log.info(f"Metrics on http://{host}:{metrics_port}/metrics (not on port {port})")
+    else:
+        log.info("Metrics are not served: --metrics-port/TTD_METRICS_PORT is 0")
     serve(app, host, port, http_limits, http_parser, uvicorn_log_config(), access_log)
 
 
@@ -398,6 +413,13 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 inside a container")
     parser.add_argument("--port", type=int, default=8000, help="the port to listen on")
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=settings.metrics_port,
+        help="serve /metrics on this port only, never on --port; 0: not at all "
+        "($TTD_METRICS_PORT)",
+    )
+    parser.add_argument(
         "--model-version",
         default=settings.model_version,
         help="serve this published version instead of the newest (a rollback; $TTD_MODEL_VERSION)",
@@ -411,6 +433,8 @@ if __name__ == "__main__":
     with exit_on_failure(log, settings):
         if args.check_port:
             check_port_free(args.host, args.port)
+            if args.metrics_port:
+                check_port_free(args.host, args.metrics_port, METRICS_PORT_OPTION)
             sys.exit(0)
         main(
             args.store,
@@ -421,4 +445,5 @@ if __name__ == "__main__":
             HttpLimits.from_settings(settings),
             settings.http_parser,
             settings.access_log,
+            args.metrics_port,
         )

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     # A line per request costs about a tenth of a request's time and fills the pod's log;
     # /metrics counts requests by route and status instead. On for debugging a client.
     access_log: bool = Field(False, description="1 logs a line per request (uvicorn's)")
+    # /metrics (traffic, refusals, the model served) on a port of its own: Bodywork's Service
+    # and ingress route only the service port, so whoever reaches the API cannot read these.
+    # Prometheus scrapes the pod on this port (deploy/podmonitor.yaml). 0: no metrics.
+    metrics_port: int = Field(8001, ge=0, le=65535, description="port of /metrics; 0: off")
     # Anything larger is skipped unread, so that a planted file cannot exhaust the pod's
     # memory; training refuses to publish a model over either (registry.check_servable).
     # Metadata is about 40 KB whatever the catalogue (codes live in the artifact): 1 MiB is

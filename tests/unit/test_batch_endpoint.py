@@ -212,12 +212,12 @@ def test_batch_estimates_requests_and_refusals_are_counted(
                                                        "orders_placed": 1}))
     client.post(BATCH_PATH, json={"orders": []})
     client.post(BATCH_PATH, content=b"{}", headers={"content-type": "text/plain"})
-    samples = parse_metrics(client.get("/metrics").text)
-    assert value(samples, "ttd_estimate_hours_count", model_version=version) == 5
-    assert value(samples, "ttd_estimate_hours_sum", model_version=version) == pytest.approx(
-        sum(served))
-    assert value(samples, "ttd_estimate_hours_bucket", model_version=version, le="24.0") == sum(
-        h <= 24 for h in served)
+    samples = parse_metrics(client.app.state.metrics.exposition().decode())  # type: ignore
+    assert value(samples, "ttd_estimate_seconds_count", model_version=version) == 5
+    assert value(samples, "ttd_estimate_seconds_sum", model_version=version) == pytest.approx(
+        3600 * sum(served))
+    assert value(samples, "ttd_estimate_seconds_bucket", model_version=version,
+                 le="86400.0") == sum(h <= 24 for h in served)
     assert value(samples, "ttd_extrapolated_requests_total", side="above") == 1
     name = "ttd_http_requests_total"
     assert value(samples, name, route=BATCH_PATH, method="POST", status="200") == 1
