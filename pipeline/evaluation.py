@@ -2,7 +2,8 @@
 
 Everything here is pure: models and DataFrames in, numbers and messages out.
 """
-from typing import Any, Dict, List, NamedTuple, Optional
+from collections import OrderedDict
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ from sklearn.metrics import mean_absolute_error, r2_score
 
 from pipeline.estimator import factorize_products
 from pipeline.model import ProductLinearModel
+from pipeline.product_codes import ProductCodes
 from pipeline.tranche import HOURS, ORDERS, PRODUCT
 
 ABSURD_FACTOR = 2.0  # an estimate above twice the longest dispatch seen is not believable
@@ -91,11 +93,12 @@ def served_estimates(model: ProductLinearModel, rows: pd.DataFrame) -> np.ndarra
 def _positions(model: ProductLinearModel, rows: pd.DataFrame) -> np.ndarray:
     """Return each row's product position in the model (-1: unknown), each code looked up once.
 
-    The model's codes keep their look-up table, so scoring the same model again is cheap.
+    A run scores the same models on the same rows (and subsets of them, which share the
+    categories) several times: the categories' positions are remembered for the last few.
     """
     codes = rows[PRODUCT]
     if isinstance(codes.dtype, pd.CategoricalDtype):
-        found = model.product_codes.find_many([str(c) for c in codes.cat.categories])
+        found = _category_positions(model.product_codes, codes.cat.categories)
         # A missing code (-1) picks the appended -1.
         at: np.ndarray = np.append(found, -1)[codes.cat.codes.to_numpy()]
         return at
@@ -103,6 +106,25 @@ def _positions(model: ProductLinearModel, rows: pd.DataFrame) -> np.ndarray:
     found = model.product_codes.find_many([str(c) for c in distinct])
     positions: np.ndarray = np.append(found, -1)[numbers]
     return positions
+
+
+_REMEMBERED: "OrderedDict[Tuple[int, int], Tuple[ProductCodes, pd.Index, np.ndarray]]" = (
+    OrderedDict()
+)
+_REMEMBER = 8
+
+
+def _category_positions(codes: ProductCodes, categories: pd.Index) -> np.ndarray:
+    key = (id(codes), id(categories))
+    hit = _REMEMBERED.get(key)
+    if hit is not None and hit[0] is codes and hit[1] is categories:
+        _REMEMBERED.move_to_end(key)
+        return hit[2]
+    found = codes.find_many(categories.astype(str).tolist())
+    _REMEMBERED[key] = (codes, categories, found)  # held, so neither id is reused meanwhile
+    while len(_REMEMBERED) > _REMEMBER:
+        _REMEMBERED.popitem(last=False)
+    return found
 
 
 def check_model_logic(

@@ -56,7 +56,11 @@ class ProductCodes:
     __hash__ = None  # type: ignore[assignment]
 
     def tolist(self) -> List[str]:
-        data, bounds = self._bytes, self.offsets.tolist()
+        bounds = self.offsets.tolist()
+        if self._bytes.isascii():  # one decode, then slices of the text
+            text = self._bytes.decode("ascii")
+            return [text[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        data = self._bytes
         return [data[a:b].decode("utf-8") for a, b in zip(bounds[:-1], bounds[1:])]
 
     def take(self, positions: np.ndarray) -> "ProductCodes":
@@ -105,13 +109,18 @@ class ProductCodes:
         found = np.where(hashes[at] == wanted, order[at], -1)
         # Verify the bytes of every hash match, all at once; a mismatch (an unknown code, or
         # the rare second code of a hash) is settled by `find`, one code at a time.
-        encoded = [code.encode("utf-8", "surrogatepass") for code in codes]
-        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=count)
+        joined = "".join(codes)
+        if joined.isascii():  # one encode for all: a character is a byte
+            lengths = np.fromiter(map(len, codes), dtype=np.int64, count=count)
+            sent = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+        else:
+            encoded = [code.encode("utf-8", "surrogatepass") for code in codes]
+            lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=count)
+            sent = np.frombuffer(b"".join(encoded), dtype=np.uint8)
         candidate = np.maximum(found, 0)
         same = (found >= 0) & (np.diff(self.offsets)[candidate] == lengths)
         starts = np.zeros(count + 1, dtype=np.int64)
         np.cumsum(lengths, out=starts[1:])
-        sent = np.frombuffer(b"".join(encoded), dtype=np.uint8)
         if len(sent):
             gather = np.repeat(self.offsets[candidate] - starts[:-1], lengths)
             gather += np.arange(len(sent))

@@ -57,7 +57,7 @@ def _code_length(series: pd.Series) -> pd.Series:
     A tranche has millions of rows but thousands of codes, so this measures the codes once.
     """
     codes, uniques = _distinct(series)
-    lengths = np.fromiter((len(str(u)) for u in uniques), dtype=np.int64, count=len(uniques))
+    lengths = pd.Index(uniques, dtype=object).astype(str).str.len().to_numpy(dtype=np.int64)
     fine = np.append((lengths >= 1) & (lengths <= MAX_PRODUCT_CODE_LENGTH), True)
     return pd.Series(fine[codes], index=series.index)  # code -1 (null) is not_nullable's
 
@@ -278,7 +278,7 @@ def _trim_codes(frame: pd.DataFrame) -> Tuple[pd.DataFrame, int]:
     The codes come back as categories, whichever way they were read.
     """
     codes, names = _distinct(frame[PRODUCT])
-    stripped = np.asarray([str(u).strip() for u in names], dtype=object)
+    stripped = np.asarray(pd.Index(names, dtype=object).astype(str).str.strip(), dtype=object)
     changed = stripped != names
     if not changed.any() and isinstance(frame[PRODUCT].dtype, pd.CategoricalDtype):
         return frame, 0  # already one category per code: nothing to rebuild
