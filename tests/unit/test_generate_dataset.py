@@ -3,6 +3,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from pipeline import generate_dataset
 from pipeline.generate_dataset import (
@@ -144,12 +145,13 @@ def test_skewed_noise_has_a_long_right_tail_and_growing_noise_grows_with_the_que
 
     skewed = residuals("skewed")["r"]
     assert abs(skewed.mean()) < 0.02 and skewed.std() == pytest.approx(1.0, rel=0.05)
-    assert float(skewed.skew()) > 1.0 and skewed.quantile(0.95) - skewed.median() > 1.8
+    assert float(stats.skew(skewed.to_numpy())) > 1.0
+    assert skewed.quantile(0.95) - skewed.median() > 1.8
     growing = residuals("growing")
     quiet = growing[growing[ORDERS] < 60]["r"].std()
     busy = growing[growing[ORDERS] > 150]["r"].std()
     assert busy > 2 * quiet
-    assert abs(float(residuals("normal")["r"].skew())) < 0.1
+    assert abs(float(stats.skew(residuals("normal")["r"].to_numpy()))) < 0.1
 
 
 def test_an_unknown_noise_shape_is_refused_by_name() -> None:
