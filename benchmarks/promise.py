@@ -28,13 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pipeline.estimator import PooledLinearRegressor  # noqa: E402
 from pipeline.evaluation import split_by_product  # noqa: E402
 from pipeline.generate_dataset import generate_tranche, true_quantile  # noqa: E402
-from pipeline.promise import (  # noqa: E402
-    Promises,
-    coverage_warning,
-    fit_promise,
-    held_out_coverage,
-    promise_shape,
-)
+from pipeline.promise import Promises, coverage_warning  # noqa: E402
+from pipeline.promise_fit import fit_promise, held_out_coverage, promise_shape  # noqa: E402
 from pipeline.tranche import HOURS, ORDERS, PRODUCT  # noqa: E402
 
 LEVELS = (0.5, 0.9, 0.95)

@@ -16,10 +16,8 @@ from pipeline.promise import (
     check_promise_params,
     conformal_quantiles,
     coverage_warning,
-    fit_promise,
-    held_out_coverage,
-    promise_shape,
 )
+from pipeline.promise_fit import fit_promise, held_out_coverage, promise_shape
 from pipeline.tranche import HOURS, ORDERS, PRODUCT
 
 Fitted = Tuple[PooledLinearRegressor, Promises, Split]
