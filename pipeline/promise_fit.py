@@ -23,7 +23,7 @@ Steps, at training (`fit_promise`):
 Serving is pipeline/promise.py (numpy only); the artifact carries the parameters as one dict
 of plain numpy arrays and floats.
 """
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -207,3 +207,17 @@ def calibration_split(test: pd.DataFrame) -> List[pd.DataFrame]:
     """
     every_other = np.arange(len(test)) % 2 == 0
     return [test[every_other].reset_index(drop=True), test[~every_other].reset_index(drop=True)]
+
+
+def build_promise(
+    estimator: Any,
+    served_codes: Sequence[str],
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    probabilities: Sequence[float] = (CHECKED_PROBABILITY,),
+) -> Tuple[Dict[str, Any], List[Coverage]]:
+    """Return the promise parameters, calibrated on all held-out rows, and their coverage
+    at each probability measured on held-out rows that did not calibrate (two folds)."""
+    shape = promise_shape(estimator, served_codes, train)
+    params = calibrate(shape, estimator, served_codes, test)
+    return params, held_out_coverage(shape, estimator, served_codes, test, probabilities)

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pipeline.api_schema import MAX_ORDERS_PLACED
 from pipeline.logs import configure_logger
 from pipeline.model import ProductLinearModel
+from pipeline.promise import check_promise_params
 from pipeline.settings import Settings
 from pipeline.store import ObjectTooLargeError, Store, StoreError
 
@@ -61,6 +62,7 @@ class ModelMetadata(BaseModel):
 class LoadedModel(NamedTuple):
     model: ProductLinearModel
     metadata: ModelMetadata
+    promise: Optional[Dict[str, Any]] = None  # the artifact's "promise" (None: it has none)
 
 
 def metadata_extra(metadata: ModelMetadata, name: str) -> Any:
@@ -90,9 +92,18 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def serialise_model(model: ProductLinearModel) -> bytes:
+def serialise_model(
+    model: ProductLinearModel, promise: Optional[Dict[str, Any]] = None
+) -> bytes:
+    """Serialise the artifact; `promise` (plain arrays and floats) under its own key.
+
+    Services that predate promises read the lines and ignore the key.
+    """
+    artifact = model.to_artifact()
+    if promise is not None:
+        artifact["promise"] = promise
     buffer = io.BytesIO()
-    joblib.dump(model.to_artifact(), buffer)
+    joblib.dump(artifact, buffer)
     return buffer.getvalue()
 
 
@@ -230,7 +241,11 @@ def load_model(store: Store, version: str, signing_key: Optional[bytes] = None) 
             "the artifact was altered or corrupted, refusing to load it"
         )
     try:
-        model = ProductLinearModel.from_artifact(joblib.load(io.BytesIO(artifact)))
+        content = joblib.load(io.BytesIO(artifact))
+        model = ProductLinearModel.from_artifact(content)
+        promise = content.get("promise")
+        if promise is not None:
+            check_promise_params(promise, len(model.product_codes))
     except Exception as exc:  # noqa: BLE001 - any unreadable artifact is a verification failure
         raise ModelVerificationError(
             f"{store.location(metadata.artifact_key)}: cannot load: {exc}"
@@ -239,7 +254,7 @@ def load_model(store: Store, version: str, signing_key: Optional[bytes] = None) 
         check_model_parameters(model)
     except ModelVerificationError as exc:
         raise ModelVerificationError(f"{store.location(metadata.artifact_key)}: {exc}") from exc
-    return LoadedModel(model, metadata)
+    return LoadedModel(model, metadata, promise)
 
 
 def load_pinned_model(
