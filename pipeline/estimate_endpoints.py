@@ -11,7 +11,9 @@ needs:
 2. validate the bytes straight into plain dicts with pydantic-core, against the very
    annotations of the request models (`ProductCode`, `OrdersPlaced`, extra fields forbidden);
 3. estimate (a batch as one numpy pass over the lines' arrays, rounded exactly as the single
-   endpoint rounds), count the metrics, and send pre-encoded JSON.
+   endpoint rounds), and the promise when one is asked (pipeline/promise.py, the same
+   floating-point steps for one order and for many), count the metrics, and send
+   pre-encoded JSON.
 
 It answers only requests it can answer with a 200. Anything else (a refusal of any kind, no
 model loaded yet, an unknown product) is handed, body and all, to the FastAPI app behind it,
@@ -20,17 +22,23 @@ differently from the app, only sooner. The routes stay registered for the OpenAP
 """
 import json
 import time
-from typing import List, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import pydantic_core
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
-from typing_extensions import Annotated, TypedDict
+from typing_extensions import Annotated, NotRequired, TypedDict
 
-from pipeline.api_schema import MAX_BATCH_ORDERS, OrdersPlaced, ProductCode
+from pipeline.api_schema import (
+    MAX_BATCH_ORDERS,
+    OrdersPlaced,
+    ProductCode,
+    PromiseProbability,
+)
 from pipeline.http_guards import ASGIApp, Message, Receive, Scope, Send, declared_json
 from pipeline.metrics import ServiceMetrics
 from pipeline.model import ProductLinearModel
+from pipeline.promise import Promises
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
@@ -41,13 +49,23 @@ class OrderDict(TypedDict):
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
     product_code: ProductCode
     orders_placed: OrdersPlaced
+    promise_probability: NotRequired[Optional[PromiseProbability]]
+
+
+class BatchOrderDict(TypedDict):
+    """BatchOrder's fields and rules: the batch, not each order, carries the probability."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    product_code: ProductCode
+    orders_placed: OrdersPlaced
 
 
 class BatchDict(TypedDict):
     """BatchRequest's fields and rules, validated into a dict (no model instances)."""
 
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
-    orders: Annotated[List[OrderDict], Field(min_length=1, max_length=MAX_BATCH_ORDERS)]
+    orders: Annotated[List[BatchOrderDict], Field(min_length=1, max_length=MAX_BATCH_ORDERS)]
+    promise_probability: NotRequired[Optional[PromiseProbability]]
 
 
 ORDER = TypeAdapter(OrderDict)
@@ -101,6 +119,10 @@ class ServedLines:
         # max(0.0, h) as estimate_one; + 0.0 turns a -0.0 into the 0.0 it returns.
         return round_hours(np.maximum(hours, 0.0) + 0.0)
 
+    def line(self, position: int, orders_placed: float) -> float:
+        """Return one order's line value, not floored (a promise starts from it)."""
+        return float(self.intercepts[position]) + float(self.slopes[position]) * orders_placed
+
 
 class Served(NamedTuple):
     """What the endpoints answer with, built once when the model is loaded."""
@@ -109,16 +131,41 @@ class Served(NamedTuple):
     model_version: str
     single_tail: bytes  # `,"model_version":"…"}`, after the estimate
     batch_head: bytes  # `{"model_version":"…","estimates":`, before the list
+    promises: Optional[Promises] = None  # None: the model has no calibrated promises
+
+    def promise_one(self, i: int, orders_placed: float, probability: float) -> float:
+        """The single endpoint's promise: never below zero, rounded to 3 decimals."""
+        assert self.promises is not None
+        hours = self.promises.hours_one(i, self.lines.line(i, orders_placed), orders_placed,
+                                        probability)
+        return round(hours, 3)
+
+    def promise_many(self, positions: np.ndarray, orders_placed: np.ndarray,
+                     probability: float) -> np.ndarray:
+        """Each order's promise, equal to `promise_one` for each."""
+        assert self.promises is not None
+        idx = np.asarray(positions, dtype=np.intp)
+        line = self.lines.intercepts[idx] + self.lines.slopes[idx] * orders_placed
+        return round_hours(self.promises.hours(idx, line, orders_placed, probability))
 
 
-def served(model: ProductLinearModel, model_version: str) -> Served:
+def served(
+    model: ProductLinearModel, model_version: str, promise: Optional[Dict[str, Any]] = None
+) -> Served:
     version = json.dumps(model_version).encode()
     return Served(
         ServedLines(model),
         model_version,
         b',"model_version":' + version + b"}",
         b'{"model_version":' + version + b',"estimates":',
+        Promises(promise, len(model)) if promise is not None else None,
     )
+
+
+def promise_tail(promise: float, probability: float) -> bytes:
+    """Return `,"promise_hours_to_dispatch":…,"promise_probability":…}`."""
+    return (b',"promise_hours_to_dispatch":' + repr(promise).encode()
+            + b',"promise_probability":' + repr(probability).encode() + b"}")
 
 
 def replayed(body: bytes, more_body: bool, pending: Optional[Message], receive: Receive
@@ -214,16 +261,27 @@ class EstimateFastPath:
         if position < 0:
             return None
         orders_placed = order["orders_placed"]
+        probability = order.get("promise_probability")
+        if probability is not None and current.promises is None:
+            return None  # the app refuses it
         hours = current.lines.estimate_one(position, orders_placed)
         self.metrics.estimate(hours, orders_placed)
-        return b'{"est_hours_to_dispatch":' + repr(hours).encode() + current.single_tail
+        answer = b'{"est_hours_to_dispatch":' + repr(hours).encode() + current.single_tail
+        if probability is None:
+            return answer
+        promise = current.promise_one(position, orders_placed, probability)
+        return answer[:-1] + promise_tail(promise, probability)
 
     def _batch(self, current: Served, body: bytes) -> Optional[bytes]:
         """Return the batch endpoint's answer, or None if the app must decide."""
         try:
-            orders = BATCH.validate_json(body)["orders"]
+            batch = BATCH.validate_json(body)
         except ValidationError:
             return None
+        orders = batch["orders"]
+        probability = batch.get("promise_probability")
+        if probability is not None and current.promises is None:
+            return None  # the app refuses it
         positions = current.lines.positions([order["product_code"] for order in orders])
         if (positions < 0).any():
             return None
@@ -232,4 +290,9 @@ class EstimateFastPath:
         )
         hours = current.lines.estimate_many(positions, orders_placed)
         self.metrics.estimate_many(hours, orders_placed)
-        return current.batch_head + pydantic_core.to_json(hours.tolist()) + b"}"
+        answer = current.batch_head + pydantic_core.to_json(hours.tolist())
+        if probability is None:
+            return answer + b"}"
+        promises = current.promise_many(positions, orders_placed, probability)
+        return (answer + b',"promises":' + pydantic_core.to_json(promises.tolist())
+                + b',"promise_probability":' + repr(probability).encode() + b"}")

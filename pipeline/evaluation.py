@@ -91,19 +91,24 @@ def served_estimates(model: ProductLinearModel, rows: pd.DataFrame) -> np.ndarra
 
 
 def _positions(model: ProductLinearModel, rows: pd.DataFrame) -> np.ndarray:
-    """Return each row's product position in the model (-1: unknown), each code looked up once.
+    return positions_among(model.product_codes, rows)
+
+
+def positions_among(products: ProductCodes, rows: pd.DataFrame) -> np.ndarray:
+    """Return each row's product position among `products` (-1: not one), each code looked up
+    once.
 
     A run scores the same models on the same rows (and subsets of them, which share the
     categories) several times: the categories' positions are remembered for the last few.
     """
     codes = rows[PRODUCT]
     if isinstance(codes.dtype, pd.CategoricalDtype):
-        found = _category_positions(model.product_codes, codes.cat.categories)
+        found = _category_positions(products, codes.cat.categories)
         # A missing code (-1) picks the appended -1.
         at: np.ndarray = np.append(found, -1)[codes.cat.codes.to_numpy()]
         return at
     numbers, distinct = pd.factorize(codes)
-    found = model.product_codes.find_many([str(c) for c in distinct])
+    found = products.find_many([str(c) for c in distinct])
     positions: np.ndarray = np.append(found, -1)[numbers]
     return positions
 

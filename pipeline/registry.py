@@ -24,6 +24,7 @@ from pipeline.api_schema import MAX_ORDERS_PLACED
 from pipeline.logs import configure_logger
 from pipeline.model import CatalogueState, ProductLinearModel
 from pipeline.product_codes import ProductCodes
+from pipeline.promise import check_promise_params
 from pipeline.settings import Settings
 from pipeline.store import ObjectTooLargeError, Store, StoreError
 
@@ -75,6 +76,7 @@ class ModelMetadata(BaseModel):
 class LoadedModel(NamedTuple):
     model: ProductLinearModel
     metadata: ModelMetadata
+    promise: Optional[Dict[str, Any]] = None  # the artifact's "promise" (None: it has none)
 
 
 def metadata_extra(metadata: ModelMetadata, name: str) -> Any:
@@ -104,9 +106,18 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def serialise_model(model: ProductLinearModel) -> bytes:
+def serialise_model(
+    model: ProductLinearModel, promise: Optional[Dict[str, Any]] = None
+) -> bytes:
+    """Serialise the artifact; `promise` (plain arrays and floats) under its own key.
+
+    Services that predate promises read the lines and ignore the key.
+    """
+    artifact = model.to_artifact()
+    if promise is not None:
+        artifact["promise"] = promise
     buffer = io.BytesIO()
-    joblib.dump(model.to_artifact(), buffer)
+    joblib.dump(artifact, buffer)
     return buffer.getvalue()
 
 
@@ -304,7 +315,11 @@ def verify_model(
             "the artifact was altered or corrupted, refusing to load it"
         )
     try:
-        model = ProductLinearModel.from_artifact(joblib.load(io.BytesIO(artifact)))
+        content = joblib.load(io.BytesIO(artifact))
+        model = ProductLinearModel.from_artifact(content)
+        promise = content.get("promise")
+        if promise is not None:
+            check_promise_params(promise, len(model.product_codes))
     except Exception as exc:  # noqa: BLE001 - any unreadable artifact is a verification failure
         raise ModelVerificationError(f"{where}: cannot load: {exc}") from exc
     try:
@@ -313,7 +328,7 @@ def verify_model(
         raise ModelVerificationError(f"{where}: {exc}") from exc
     if metadata.product_codes is not None:  # before the catalogue change: state in metadata
         model = with_listed_catalogue(model, metadata)
-    return LoadedModel(model, metadata)
+    return LoadedModel(model, metadata, promise)
 
 
 def with_listed_catalogue(model: ProductLinearModel, metadata: ModelMetadata) -> ProductLinearModel:

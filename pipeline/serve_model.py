@@ -4,8 +4,10 @@ Steps:
 1. At start-up, check the port is free, then load the newest published model that verifies
    (or the pinned one; exit non-zero if none), warning when it is not the newest published.
 2. Answer POST /api/v0.1/time_to_dispatch (one order) and .../batch (up to 10,000): validate
-   the request, estimate, respond with the model version that answered. Unknown products and
-   bad fields get a 422 naming the field (and the order's index in a batch). Valid requests
+   the request, estimate, respond with the model version that answered, and, when asked for
+   a promise_probability, the promise calibrated at training. Unknown products and bad
+   fields get a 422 naming the field (and the order's index in a batch); so does a promise
+   asked of a model trained before promises. Valid requests
    take a fast path (pipeline/estimate_endpoints.py); the routes here define every refusal.
 3. Answer GET /health (process alive) and GET /ready (model loaded) for Kubernetes probes,
    GET /api/v0.1/model (the model served) for clients and operators, and /docs from assets
@@ -122,7 +124,7 @@ def create_app(
         app.state.dropped = loaded.model.catalogue.dropped
         app.state.carry_weeks = catalogue.get("max_carry_weeks")
         app.state.model_info = model_info(loaded, newest_published, pinned)
-        app.state.served = served(loaded.model, loaded.metadata.model_version)
+        app.state.served = served(loaded.model, loaded.metadata.model_version, loaded.promise)
         metrics.set_model(loaded.metadata, app.state.model_info.serving_newest)
         log.info(f"Serving model {loaded.metadata.model_version}")
         yield
@@ -183,20 +185,47 @@ def create_app(
             kind = "unknown_product_code"
         return {"loc": loc, "msg": msg, "type": kind, "input": code}
 
-    @app.post(API_PATH, response_model=DispatchEstimate, responses=ERROR_RESPONSES)
+    def no_promises(loc: Tuple[Any, ...], probability: float) -> RequestValidationError:
+        """Refuse a promise asked of a model trained before promises were calibrated."""
+        return RequestValidationError([{
+            "loc": loc,
+            "msg": "the model served has no calibrated promises (it was trained before they "
+            "existed); ask without promise_probability, or retrain",
+            "type": "promise_unavailable",
+            "input": probability,
+        }])
+
+    # Absent fields stay absent: without promise_probability the answer is the two keys.
+    @app.post(API_PATH, response_model=DispatchEstimate, responses=ERROR_RESPONSES,
+              response_model_exclude_none=True)
     async def time_to_dispatch(
         body: DispatchRequest, loaded: ModelDep, request: Request
     ) -> DispatchEstimate:
-        """Estimate the hours until an order of this product is dispatched."""
+        """Estimate the hours until an order of this product is dispatched, and promise them."""
         current: Served = request.app.state.served
         position = current.lines.position(body.product_code)
         if position < 0:
             raise unknown_products(request, [(("body", "product_code"), body.product_code)])
+        probability = body.promise_probability
+        if probability is not None and current.promises is None:
+            raise no_promises(("body", "promise_probability"), probability)
         hours = current.lines.estimate_one(position, body.orders_placed)
         metrics.estimate(hours, body.orders_placed)
-        return DispatchEstimate(est_hours_to_dispatch=hours, model_version=current.model_version)
+        if probability is None:
+            return DispatchEstimate(
+                est_hours_to_dispatch=hours, model_version=current.model_version
+            )
+        return DispatchEstimate(
+            est_hours_to_dispatch=hours,
+            model_version=current.model_version,
+            promise_hours_to_dispatch=current.promise_one(
+                position, body.orders_placed, probability
+            ),
+            promise_probability=probability,
+        )
 
-    @app.post(BATCH_PATH, response_model=BatchEstimates, responses=ERROR_RESPONSES)
+    @app.post(BATCH_PATH, response_model=BatchEstimates, responses=ERROR_RESPONSES,
+              response_model_exclude_none=True)
     async def time_to_dispatch_batch(
         body: BatchRequest, loaded: ModelDep, request: Request
     ) -> BatchEstimates:
@@ -209,10 +238,20 @@ def create_app(
             raise unknown_products(
                 request, [(("body", "orders", i, "product_code"), code) for i, code in unknown]
             )
+        probability = body.promise_probability
+        if probability is not None and current.promises is None:
+            raise no_promises(("body", "promise_probability"), probability)
         orders_placed = np.array([order.orders_placed for order in body.orders], dtype=float)
         hours = current.lines.estimate_many(positions, orders_placed)
         metrics.estimate_many(hours, orders_placed)
-        return BatchEstimates(model_version=current.model_version, estimates=hours.tolist())
+        if probability is None:
+            return BatchEstimates(model_version=current.model_version, estimates=hours.tolist())
+        return BatchEstimates(
+            model_version=current.model_version,
+            estimates=hours.tolist(),
+            promises=current.promise_many(positions, orders_placed, probability).tolist(),
+            promise_probability=probability,
+        )
 
     @app.get("/health")
     async def health() -> Dict[str, str]:

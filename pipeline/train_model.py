@@ -11,6 +11,8 @@ Steps:
    warning threshold; check the served estimates' logic within what the noise allows.
 6. Carry forward the live model's products missing this week (for a bounded number of weeks).
 7. Score the live model on the same held-out rows; refuse a new model worse beyond tolerance.
+   Calibrate the promises on the held-out rows; warn if their coverage, measured on rows that
+   did not calibrate them, is off beyond sampling noise (pipeline/promise_fit.py).
 8. Publish the artifact, then its metadata (version, metrics, comparison, lineage, profile).
 """
 import hashlib
@@ -51,6 +53,8 @@ from pipeline.leftovers import remove_leftovers
 from pipeline.logs import configure_logger
 from pipeline.model import ARTIFACT_FORMAT
 from pipeline.outliers import screen_outliers
+from pipeline.promise import CHECKED_PROBABILITY, coverage_warning
+from pipeline.promise_fit import build_promise
 from pipeline.registry import (
     LoadedModel,
     ModelMetadata,
@@ -243,17 +247,32 @@ def main(
         raise TrainingRefused(f"{regression}; nothing was published (--force publishes anyway)")
     if regression:
         log.warning(f"{regression}; publishing anyway, as --force asks")
+    promise, (promise_coverage,) = build_promise(
+        estimator, catalogue.model.product_codes, split.train, split.test
+    )
+    log.info(
+        f"Promises calibrated on {promise['calibration_rows']} held-out rows; at "
+        f"{CHECKED_PROBABILITY:g}, {promise_coverage.coverage:.1%} of {promise_coverage.rows} "
+        "held-out orders were within theirs (each half under the other half's calibration)"
+    )
+    off = coverage_warning(promise_coverage)
+    if off:
+        warnings.append(off)
+        log.warning(off)
     evaluated = time.perf_counter()
 
     version = new_model_version()
-    artifact = serialise_model(catalogue.model)
+    artifact = serialise_model(catalogue.model, promise)
     metadata = ModelMetadata(
         model_version=version,
         created_at=datetime.now(timezone.utc).isoformat(),
         artifact_key=artifact_key(version),
         artifact_sha256=sha256(artifact),
         artifact_format=ARTIFACT_FORMAT,
-        metrics={"r2": metrics.r2, "mae": metrics.mae, "test_rows": metrics.rows},
+        metrics={
+            "r2": metrics.r2, "mae": metrics.mae, "test_rows": metrics.rows,
+            "promise_coverage": promise_coverage.coverage,
+        },
         dataset={
             "key": key,
             "location": where,
