@@ -402,7 +402,11 @@ def product_positions(catalogue: pd.Index, codes: pd.Series) -> np.ndarray:
     (as validation leaves them) the look-up is per category, then one integer gather.
     """
     if isinstance(codes.dtype, pd.CategoricalDtype):
-        found = catalogue.get_indexer(codes.cat.categories)
+        categories = codes.cat.categories
+        if categories is catalogue or categories.equals(catalogue):  # the fitted rows' own
+            same: np.ndarray = codes.cat.codes.to_numpy().astype(np.int64)
+            return same
+        found = catalogue.get_indexer(categories)
         # A missing code (-1) picks the appended -1.
         at: np.ndarray = np.append(found, -1)[codes.cat.codes.to_numpy()]
         return at

@@ -125,7 +125,11 @@ def _category_positions(codes: ProductCodes, categories: pd.Index) -> np.ndarray
     if hit is not None and hit[0] is codes and hit[1] is categories:
         _REMEMBERED.move_to_end(key)
         return hit[2]
-    found = codes.find_many(categories.astype(str).tolist())
+    names = categories.astype(str).tolist()
+    if codes.starts_with(names):  # the model's own products, as the tranche has them
+        found: np.ndarray = np.arange(len(names), dtype=np.int64)
+    else:
+        found = codes.find_many(names)
     _REMEMBERED[key] = (codes, categories, found)  # held, so neither id is reused meanwhile
     while len(_REMEMBERED) > _REMEMBER:
         _REMEMBERED.popitem(last=False)

@@ -85,6 +85,21 @@ class ProductCodes:
             np.concatenate([self.offsets, other.offsets[1:] + self.offsets[-1]]),
         )
 
+    def starts_with(self, codes: Sequence[str]) -> bool:
+        """Say whether these codes are our first ones, in order (a model's own products)."""
+        if len(codes) > len(self):
+            return False
+        joined = "".join(codes)
+        data = joined.encode("utf-8", "surrogatepass")
+        if data != self._bytes[:len(data)]:
+            return False
+        lengths = np.fromiter(
+            map(len, codes) if joined.isascii()
+            else (len(c.encode("utf-8", "surrogatepass")) for c in codes),
+            dtype=np.int64, count=len(codes),
+        )
+        return bool(np.array_equal(np.cumsum(lengths), self.offsets[1:len(codes) + 1]))
+
     def index(self) -> Tuple[np.ndarray, np.ndarray]:
         """Build (once) and return the sorted hashes and the position of each."""
         if self._hashes is None or self._order is None:
@@ -135,6 +150,8 @@ class ProductCodes:
             row = np.repeat(np.arange(count), lengths)
             same &= np.bincount(row[differs], minlength=count) == 0
         positions: np.ndarray = np.where(same, found, -1)
-        for i in np.flatnonzero(~same).tolist():
+        # A hash not among ours is an unknown code; a hash of ours with other bytes may be
+        # the rarer second code of that hash.
+        for i in np.flatnonzero((found >= 0) & ~same).tolist():
             positions[i] = self.find(codes[i])
         return positions

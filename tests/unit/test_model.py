@@ -51,3 +51,12 @@ def test_codes_are_found_exactly_among_many_even_when_unknown_or_odd() -> None:
     expected = [42, 99999, -1, 100_001, -1, 100_002, -1, -1]
     assert model.product_codes.find_many(asked).tolist() == expected
     assert [model.position(c) for c in asked] == expected
+
+
+def test_codes_know_when_a_list_is_their_own_first_codes() -> None:
+    model = ProductLinearModel(["A", "Bé", "CC", "D"], np.zeros(4), np.zeros(4))
+    assert model.product_codes.starts_with(["A", "Bé", "CC"])
+    assert model.product_codes.starts_with(["A", "Bé", "CC", "D"])
+    assert not model.product_codes.starts_with(["A", "BéC", "C"])  # same bytes, other codes
+    assert not model.product_codes.starts_with(["A", "CC"])
+    assert not model.product_codes.starts_with(["A", "Bé", "CC", "D", "E"])
