@@ -12,12 +12,12 @@ Steps:
 6. Carry forward the live model's products missing this week (for a bounded number of weeks).
 7. Score the live model on the same held-out rows; refuse a new model worse beyond tolerance.
    Calibrate the promises on the held-out rows; warn if their coverage, measured on rows that
-   did not calibrate them, is off beyond sampling noise (pipeline/promise_fit.py).
+   did not calibrate them, is off beyond sampling noise (pipeline/modelling/promise_fit.py).
 8. Publish the artifact, then its metadata (version, metrics, comparison, lineage, profile).
 """
 from typing import Optional
 
-from pipeline.catalogue import MAX_CARRY_WEEKS
+from pipeline.modelling.catalogue import MAX_CARRY_WEEKS
 from pipeline.cli import (
     add_store_argument,
     build_parser,
@@ -25,11 +25,11 @@ from pipeline.cli import (
     number_in,
     stage_settings,
 )
-from pipeline.estimator import PooledLinearRegressor
-from pipeline.evaluation import MAX_MAE_REGRESSION
+from pipeline.modelling.estimator import PooledLinearRegressor
+from pipeline.modelling.evaluation import MAX_MAE_REGRESSION
 from pipeline.logs import configure_logger
-from pipeline.registry import load_live_model
-from pipeline.store import Store, open_store
+from pipeline.registry.models import load_live_model
+from pipeline.registry.store import Store, open_store
 from pipeline.training.provenance import already_published, run_fingerprint
 from pipeline.training.publication import Publication, publish
 from pipeline.training.steps import (

@@ -15,14 +15,14 @@ import pandas as pd
 import scipy
 import sklearn
 
-from pipeline.registry import (
+from pipeline.registry.models import (
     ModelVerificationError,
     metadata_extra,
     published_versions,
     read_metadata,
     sha256,
 )
-from pipeline.store import Store
+from pipeline.registry.store import Store
 
 PACKAGE = Path(__file__).resolve().parent.parent
 

@@ -8,12 +8,12 @@ from typing import Any, Dict, List, NamedTuple, Optional
 
 import pandas as pd
 
-from pipeline import drift
-from pipeline.catalogue import MAX_DROPPED_WEEKS, Catalogue
-from pipeline.evaluation import served_estimates
+from pipeline.data import drift
+from pipeline.modelling.catalogue import MAX_DROPPED_WEEKS, Catalogue
+from pipeline.modelling.evaluation import served_estimates
 from pipeline.logs import configure_logger
-from pipeline.model import ARTIFACT_FORMAT
-from pipeline.registry import (
+from pipeline.artifact.model import ARTIFACT_FORMAT
+from pipeline.registry.models import (
     ModelMetadata,
     ModelVerificationError,
     artifact_key,
@@ -28,8 +28,8 @@ from pipeline.registry import (
     sha256,
     signed_metadata,
 )
-from pipeline.report import HistoryPoint, ReportInputs, render
-from pipeline.store import Store
+from pipeline.training.report import HistoryPoint, ReportInputs, render
+from pipeline.registry.store import Store
 from pipeline.training.provenance import git_commit, library_versions
 from pipeline.training.steps import (
     Calibrated,

@@ -9,10 +9,10 @@ from typing import Any, Dict, List, NamedTuple, Optional
 import pandas as pd
 from sklearn.base import clone
 
-from pipeline import drift
-from pipeline.catalogue import Catalogue, carry_forward
-from pipeline.estimator import MIN_ROWS_ALONE, PooledLinearRegressor
-from pipeline.evaluation import (
+from pipeline.data import drift
+from pipeline.modelling.catalogue import Catalogue, carry_forward
+from pipeline.modelling.estimator import MIN_ROWS_ALONE, PooledLinearRegressor
+from pipeline.modelling.evaluation import (
     Split,
     TaskMetrics,
     check_model_logic,
@@ -21,15 +21,15 @@ from pipeline.evaluation import (
     mae_regression,
     split_by_product,
 )
-from pipeline.leftovers import remove_leftovers
+from pipeline.registry.leftovers import remove_leftovers
 from pipeline.logs import configure_logger
-from pipeline.model import ProductLinearModel
-from pipeline.outliers import screen_outliers
-from pipeline.promise import CHECKED_PROBABILITY, Coverage, coverage_warning
-from pipeline.promise_fit import build_promise
-from pipeline.registry import LoadedModel, metadata_extra, sha256
-from pipeline.store import S3Store, Store
-from pipeline.tranche import (
+from pipeline.artifact.model import ProductLinearModel
+from pipeline.modelling.outliers import screen_outliers
+from pipeline.artifact.promise import CHECKED_PROBABILITY, Coverage, coverage_warning
+from pipeline.modelling.promise_fit import build_promise
+from pipeline.registry.models import LoadedModel, metadata_extra, sha256
+from pipeline.registry.store import S3Store, Store
+from pipeline.data.tranche import (
     DATASETS_PREFIX,
     HOURS,
     ORDERS,
@@ -37,7 +37,7 @@ from pipeline.tranche import (
     dated_tranche_keys,
     undated_csv_keys,
 )
-from pipeline.validation import read_tranche, validate_tranche
+from pipeline.data.validation import read_tranche, validate_tranche
 
 log = configure_logger(__name__)
 

@@ -20,11 +20,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from pipeline import train_model
-from pipeline.estimate_endpoints import served
+from pipeline.service.estimate_endpoints import served
 from pipeline.generate_dataset import generate_tranche
-from pipeline.registry import load_newest_model
+from pipeline.registry.models import load_newest_model
 from pipeline.serve_model import API_PATH, BATCH_PATH, create_app
-from pipeline.store import LocalStore
+from pipeline.registry.store import LocalStore
 from tests.conftest import put_tranche
 
 

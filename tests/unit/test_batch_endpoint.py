@@ -6,11 +6,11 @@ from typing import Any, Dict, Iterator, List
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.api_schema import MAX_BATCH_ORDERS
-from pipeline.http_guards import MAX_BATCH_BODY_BYTES
-from pipeline.registry import LoadedModel, load_newest_model
+from pipeline.service.api_schema import MAX_BATCH_ORDERS
+from pipeline.service.http_guards import MAX_BATCH_BODY_BYTES
+from pipeline.registry.models import LoadedModel, load_newest_model
 from pipeline.serve_model import API_PATH, BATCH_PATH, create_app
-from pipeline.store import LocalStore
+from pipeline.registry.store import LocalStore
 from tests.scrape import parse_metrics, total, value
 from tests.unit.test_metrics import with_dropped
 

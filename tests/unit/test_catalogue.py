@@ -3,9 +3,9 @@ from typing import Dict, List
 
 import numpy as np
 
-from pipeline.catalogue import carry_forward
-from pipeline.model import CatalogueState, ProductLinearModel
-from pipeline.product_codes import ProductCodes
+from pipeline.modelling.catalogue import carry_forward
+from pipeline.artifact.model import CatalogueState, ProductLinearModel
+from pipeline.artifact.product_codes import ProductCodes
 
 
 def live_model(missing: Dict[str, int], dropped: Dict[str, int]) -> ProductLinearModel:

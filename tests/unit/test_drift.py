@@ -2,9 +2,9 @@
 import pandas as pd
 import pytest
 
-from pipeline.drift import compare, describe_drift, profile, psi
+from pipeline.data.drift import compare, describe_drift, profile, psi
 from pipeline.generate_dataset import generate_tranche
-from pipeline.tranche import ORDERS, PRODUCT
+from pipeline.data.tranche import ORDERS, PRODUCT
 
 
 def test_the_psi_of_identical_distributions_is_zero_and_grows_with_the_shift() -> None:

@@ -8,12 +8,18 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ValidationError
 
-from pipeline.api_schema import DispatchRequest
-from pipeline.estimate_endpoints import ORDER, EstimateFastPath, ServedLines, round_hours, served
-from pipeline.http_guards import Message, Receive, Scope, Send
-from pipeline.metrics import ServiceMetrics
-from pipeline.model import ProductLinearModel
-from pipeline.registry import LoadedModel
+from pipeline.service.api_schema import DispatchRequest
+from pipeline.service.estimate_endpoints import (
+    ORDER,
+    EstimateFastPath,
+    ServedLines,
+    round_hours,
+    served,
+)
+from pipeline.service.http_guards import Message, Receive, Scope, Send
+from pipeline.service.metrics import ServiceMetrics
+from pipeline.artifact.model import ProductLinearModel
+from pipeline.registry.models import LoadedModel
 from pipeline.serve_model import API_PATH, BATCH_PATH, BODY_LIMITS, create_app
 
 

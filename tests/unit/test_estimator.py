@@ -9,10 +9,10 @@ import pytest
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 
-from pipeline.estimator import PooledLinearRegressor
-from pipeline.evaluation import split_by_product
+from pipeline.modelling.estimator import PooledLinearRegressor
+from pipeline.modelling.evaluation import split_by_product
 from pipeline.generate_dataset import best_estimate, generate_tranche
-from pipeline.tranche import HOURS, ORDERS, PRODUCT
+from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 
 
 def mae_ratio_to_best(
@@ -111,7 +111,7 @@ def test_fit_refuses_non_finite_values_and_a_frame_without_the_columns() -> None
 
 def test_the_service_loads_a_model_without_importing_training_only_libraries() -> None:
     code = (
-        "import sys, pipeline.serve_model, pipeline.registry; "
+        "import sys, pipeline.serve_model, pipeline.registry.models; "
         "print(sorted(m for m in ('sklearn', 'scipy', 'matplotlib') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.estimator import PooledLinearRegressor
-from pipeline.evaluation import (
+from pipeline.modelling.estimator import PooledLinearRegressor
+from pipeline.modelling.evaluation import (
     check_model_logic,
     compare_with_live,
     evaluate,
@@ -14,8 +14,8 @@ from pipeline.evaluation import (
     split_by_product,
 )
 from pipeline.generate_dataset import generate_tranche
-from pipeline.model import ProductLinearModel
-from pipeline.tranche import HOURS, ORDERS, PRODUCT
+from pipeline.artifact.model import ProductLinearModel
+from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 
 
 def fitted(data: pd.DataFrame) -> PooledLinearRegressor:
@@ -112,7 +112,7 @@ def test_the_comparison_uses_only_rows_both_models_can_answer() -> None:
 
 
 def test_the_vectorised_estimates_equal_what_the_service_answers() -> None:
-    from pipeline.evaluation import served_estimates
+    from pipeline.modelling.evaluation import served_estimates
 
     model = ProductLinearModel(("A", "B"), (-1.0, 2.0), (0.1, 0.05))
     rows = pd.DataFrame({PRODUCT: ["B", "A", "A"], ORDERS: [10.0, 5.0, 30.0]})

@@ -5,7 +5,7 @@ from typing import List, Sequence, Tuple
 
 import pytest
 
-from pipeline.http_server import RepeatFilter, fit_to_file_limit, raw_response
+from pipeline.service.http_server import RepeatFilter, fit_to_file_limit, raw_response
 
 
 def _records(filter_: RepeatFilter, messages: Sequence[Tuple[str, Tuple[str, ...]]]) -> List[str]:

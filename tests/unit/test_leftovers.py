@@ -4,9 +4,9 @@ import time
 import pytest
 
 from pipeline import train_model
-from pipeline.leftovers import remove_leftovers
-from pipeline.registry import artifact_key, load_newest_model, metadata_key
-from pipeline.store import LocalStore
+from pipeline.registry.leftovers import remove_leftovers
+from pipeline.registry.models import artifact_key, load_newest_model, metadata_key
+from pipeline.registry.store import LocalStore
 
 HOUR = 3600.0
 

@@ -9,12 +9,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipeline import train_model
-from pipeline.metrics import ServiceMetrics, start_metrics_server
-from pipeline.model import CatalogueState, ProductLinearModel
-from pipeline.product_codes import ProductCodes
-from pipeline.registry import LoadedModel, ModelMetadata, load_newest_model, metadata_extra
+from pipeline.service.metrics import ServiceMetrics, start_metrics_server
+from pipeline.artifact.model import CatalogueState, ProductLinearModel
+from pipeline.artifact.product_codes import ProductCodes
+from pipeline.registry.models import LoadedModel, ModelMetadata, load_newest_model, metadata_extra
 from pipeline.serve_model import API_PATH, create_app
-from pipeline.store import LocalStore
+from pipeline.registry.store import LocalStore
 from tests.scrape import Sample, parse_metrics, total, value
 
 ESTIMATE = {"product_code": "SKU001", "orders_placed": 40}

@@ -5,8 +5,8 @@ import joblib
 import numpy as np
 import pytest
 
-from pipeline.model import ProductLinearModel
-from pipeline.registry import serialise_model
+from pipeline.artifact.model import ProductLinearModel
+from pipeline.registry.models import serialise_model
 
 
 def test_estimates_are_never_negative_and_unknown_products_raise() -> None:

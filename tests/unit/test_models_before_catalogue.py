@@ -11,10 +11,10 @@ from fastapi.testclient import TestClient
 
 from pipeline import train_model
 from pipeline.generate_dataset import generate_tranche
-from pipeline.model import LIST_FORMAT
-from pipeline.registry import load_model, load_newest_model, published_versions
+from pipeline.artifact.model import LIST_FORMAT
+from pipeline.registry.models import load_model, load_newest_model, published_versions
 from pipeline.serve_model import API_PATH, create_app
-from pipeline.store import LocalStore
+from pipeline.registry.store import LocalStore
 from tests.conftest import put_tranche
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "models_before_catalogue"

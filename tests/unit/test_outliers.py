@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from pipeline.generate_dataset import OUTLIER_HOURS, generate_tranche
-from pipeline.outliers import screen_outliers
-from pipeline.tranche import HOURS, ORDERS, PRODUCT
+from pipeline.modelling.outliers import screen_outliers
+from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -40,7 +40,7 @@ def test_screening_a_million_rows_at_a_time_is_screening_them_at_once(
 ) -> None:
     data = generate_tranche(3000, 20, seed=5, quirks=["outlier"]).data
     whole = screen_outliers(data)
-    monkeypatch.setattr("pipeline.outliers.CHUNK_ROWS", 64)
+    monkeypatch.setattr("pipeline.modelling.outliers.CHUNK_ROWS", 64)
     chunked = screen_outliers(data.astype({PRODUCT: "category"}))
     assert chunked.outliers[HOURS].tolist() == whole.outliers[HOURS].tolist() == [OUTLIER_HOURS]
     assert chunked.noise_sd == pytest.approx(whole.noise_sd)

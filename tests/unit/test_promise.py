@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from pipeline.estimator import PooledLinearRegressor
-from pipeline.evaluation import Split, split_by_product
+from pipeline.modelling.estimator import PooledLinearRegressor
+from pipeline.modelling.evaluation import Split, split_by_product
 from pipeline.generate_dataset import generate_tranche
-from pipeline.promise import (
+from pipeline.artifact.promise import (
     PROBABILITIES,
     Coverage,
     Promises,
@@ -17,8 +17,8 @@ from pipeline.promise import (
     conformal_quantiles,
     coverage_warning,
 )
-from pipeline.promise_fit import fit_promise, held_out_coverage, promise_shape
-from pipeline.tranche import HOURS, ORDERS, PRODUCT
+from pipeline.modelling.promise_fit import fit_promise, held_out_coverage, promise_shape
+from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 
 Fitted = Tuple[PooledLinearRegressor, Promises, Split]
 

@@ -5,8 +5,8 @@ from typing import Any, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.estimate_endpoints import EstimateFastPath
-from pipeline.registry import LoadedModel
+from pipeline.service.estimate_endpoints import EstimateFastPath
+from pipeline.registry.models import LoadedModel
 from pipeline.serve_model import API_PATH, BATCH_PATH, create_app
 
 

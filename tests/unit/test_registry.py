@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipeline import train_model
-from pipeline.model import ProductLinearModel
-from pipeline.registry import (
+from pipeline.artifact.model import ProductLinearModel
+from pipeline.registry.models import (
     ModelVerificationError,
     artifact_key,
     check_model_parameters,
@@ -25,7 +25,7 @@ from pipeline.registry import (
     sha256,
 )
 from pipeline.serve_model import API_PATH, create_app
-from pipeline.store import LocalStore
+from pipeline.registry.store import LocalStore
 from tests.conftest import put_tranche
 
 

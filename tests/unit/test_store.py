@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.store import (
+from pipeline.registry.store import (
     KeyExistsError,
     LocalStore,
     ObjectTooLargeError,

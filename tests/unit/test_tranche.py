@@ -3,7 +3,12 @@ from typing import Optional
 
 import pytest
 
-from pipeline.tranche import dated_tranche_keys, timestamp_in_key, tranche_key, undated_csv_keys
+from pipeline.data.tranche import (
+    dated_tranche_keys,
+    timestamp_in_key,
+    tranche_key,
+    undated_csv_keys,
+)
 
 
 @pytest.mark.parametrize(

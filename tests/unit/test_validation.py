@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from pipeline.generate_dataset import generate_tranche, to_csv_bytes
-from pipeline.tranche import HOURS, ORDERS, PRODUCT
-from pipeline.validation import TrancheReport, read_tranche, validate_tranche
+from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
+from pipeline.data.validation import TrancheReport, read_tranche, validate_tranche
 
 HEADER = b"hours_to_dispatch,orders_placed,product_code\n"
 
@@ -144,7 +144,7 @@ def test_a_tranche_read_in_many_chunks_is_the_one_read_whole(
 ) -> None:
     raw = to_csv_bytes(generate_tranche(5000, 40, seed=2, zipf=1.1).data)
     whole = check(raw).data
-    monkeypatch.setattr("pipeline.validation._CHUNK_ROWS", 128)
+    monkeypatch.setattr("pipeline.data.validation._CHUNK_ROWS", 128)
     chunked = check(raw).data
     assert isinstance(chunked[PRODUCT].dtype, pd.CategoricalDtype)  # no string per row
     pd.testing.assert_frame_equal(
@@ -155,7 +155,7 @@ def test_a_tranche_read_in_many_chunks_is_the_one_read_whole(
 def test_numeric_looking_codes_keep_their_zeros_even_when_one_chunk_has_only_those(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("pipeline.validation._CHUNK_ROWS", 4)
+    monkeypatch.setattr("pipeline.data.validation._CHUNK_ROWS", 4)
     rows = b"".join(b"%d,%d,SKU%d\n" % (i, i, i % 2) for i in range(1, 5))
     rows += b"".join(b"%d,%d,007\n" % (i, i) for i in range(1, 5))
     report = check(HEADER + rows)

@@ -10,10 +10,10 @@ import pandas as pd
 from scipy.stats import norm
 from sklearn.metrics import mean_absolute_error, r2_score
 
-from pipeline.estimator import factorize_products
-from pipeline.model import ProductLinearModel
-from pipeline.product_codes import ProductCodes
-from pipeline.tranche import HOURS, ORDERS, PRODUCT
+from pipeline.modelling.estimator import factorize_products
+from pipeline.artifact.model import ProductLinearModel
+from pipeline.artifact.product_codes import ProductCodes
+from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 
 ABSURD_FACTOR = 2.0  # an estimate above twice the longest dispatch seen is not believable
 FALSE_ALARM_RATE = 0.01  # chance, over the whole catalogue, that noise alone fails a check

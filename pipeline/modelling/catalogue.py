@@ -13,7 +13,7 @@ from typing import List, NamedTuple, Optional
 
 import numpy as np
 
-from pipeline.model import CatalogueState, ProductLinearModel
+from pipeline.artifact.model import CatalogueState, ProductLinearModel
 
 MAX_CARRY_WEEKS = 4
 MAX_DROPPED_WEEKS = 52

@@ -12,7 +12,7 @@ from typing import Any, List, NamedTuple, Optional, Tuple
 import numpy as np
 import pandas as pd
 
-from pipeline.estimator import (
+from pipeline.modelling.estimator import (
     Posterior,
     Prior,
     Sums,
@@ -24,7 +24,7 @@ from pipeline.estimator import (
     prior_sample,
     row_variances,
 )
-from pipeline.tranche import HOURS, ORDERS, PRODUCT
+from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 
 OUTLIER_Z = 8.0
 MAX_ROUNDS = 4

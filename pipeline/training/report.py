@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pipeline.tranche import HOURS, ORDERS, PRODUCT
+from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 
 MAX_POINTS = 5000  # points drawn per scatter: enough to see the shape, small enough to embed
 WORST_PRODUCTS = 10

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import entropy
 
-from pipeline.tranche import HOURS, ORDERS, PRODUCT
+from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 
 PSI_THRESHOLD = 0.25
 TOP_PRODUCTS = 20  # products profiled one by one: the most ordered

@@ -25,8 +25,8 @@ from scipy.stats import norm
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from pipeline.model import ProductLinearModel
-from pipeline.tranche import ORDERS, PRODUCT
+from pipeline.artifact.model import ProductLinearModel
+from pipeline.data.tranche import ORDERS, PRODUCT
 
 MIN_ROWS_ALONE = 3  # rows a product needs for a line of its own without pooling
 CENSORED_ROUNDS = 3  # EM rounds for hours floored at zero; the fit moves little after these

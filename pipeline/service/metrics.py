@@ -36,7 +36,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import HistogramMetricFamily, Metric
 
-from pipeline.registry import ModelMetadata, metadata_extra
+from pipeline.registry.models import ModelMetadata, metadata_extra
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

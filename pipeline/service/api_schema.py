@@ -4,10 +4,10 @@ from typing import Any, Dict, List, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from typing_extensions import Annotated
 
-from pipeline.promise import MAX_PROBABILITY, MIN_PROBABILITY
-from pipeline.tranche import MAX_PRODUCT_CODE_LENGTH
+from pipeline.artifact.model import MAX_ORDERS_PLACED
+from pipeline.artifact.promise import MAX_PROBABILITY, MIN_PROBABILITY
+from pipeline.data.tranche import MAX_PRODUCT_CODE_LENGTH
 
-MAX_ORDERS_PLACED = 1_000_000  # far above any day's queue; keeps estimates finite
 MAX_BATCH_ORDERS = 10_000  # a basket page of a large catalogue, in one request
 
 # Trimmed, as training trims the codes in a tranche: " SKU001 " is SKU001.

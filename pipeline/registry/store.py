@@ -150,7 +150,7 @@ class LocalStore:
         return data
 
     def remove_leftover(self, key: str) -> None:
-        """Delete one regular file: only for leftovers of failed runs (pipeline/leftovers.py)."""
+        """Delete one regular file: only for leftovers of failed runs (registry/leftovers.py)."""
         path = self.root / key  # not resolved: a symlink is refused, never its target removed
         self._path(str(Path(key).parent / "x"))  # the folder must be inside the store
         try:
@@ -245,7 +245,7 @@ class S3Store:
         return data
 
     def remove_leftover(self, key: str) -> None:
-        """Delete one object: only for leftovers of failed runs (pipeline/leftovers.py)."""
+        """Delete one object: only for leftovers of failed runs (pipeline/registry/leftovers.py)."""
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
         except (BotoCoreError, ClientError) as exc:

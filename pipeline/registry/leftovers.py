@@ -10,10 +10,10 @@ import time
 from typing import List, Optional
 
 from pipeline.logs import configure_logger
-from pipeline.registry import MODEL_STEM, MODELS_PREFIX
+from pipeline.registry.models import MODEL_STEM, MODELS_PREFIX
 from pipeline.settings import Settings
-from pipeline.store import Store, StoredObject, StoreError
-from pipeline.tranche import DATASETS_PREFIX
+from pipeline.registry.store import Store, StoredObject, StoreError
+from pipeline.data.tranche import DATASETS_PREFIX
 
 log = configure_logger(__name__)
 

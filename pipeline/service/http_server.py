@@ -44,7 +44,7 @@ import uvicorn
 from typing_extensions import Literal, Protocol
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from pipeline.http_guards import ASGIApp, Receive, Scope, Send
+from pipeline.service.http_guards import ASGIApp, Receive, Scope, Send
 from pipeline.logs import configure_logger
 from pipeline.settings import Settings
 

@@ -20,7 +20,7 @@ Steps, at training (`fit_promise`):
 5. Measure coverage honestly (`held_out_coverage`): calibrate on half the held-out rows,
    count the other half within their promises, and the other way round.
 
-Serving is pipeline/promise.py (numpy only); the artifact carries the parameters as one dict
+Serving is artifact/promise.py (numpy only); the artifact carries the parameters as one dict
 of plain numpy arrays and floats.
 """
 from typing import Any, Dict, List, Sequence, Tuple, Union
@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Sequence, Tuple, Union
 import numpy as np
 import pandas as pd
 
-from pipeline.promise import (
+from pipeline.artifact.promise import (
     CHECKED_PROBABILITY,
     PROBABILITIES,
     PROMISE_METHOD,
@@ -36,9 +36,9 @@ from pipeline.promise import (
     Promises,
     conformal_quantiles,
 )
-from pipeline.evaluation import positions_among
-from pipeline.product_codes import ProductCodes
-from pipeline.tranche import HOURS, ORDERS, PRODUCT
+from pipeline.modelling.evaluation import positions_among
+from pipeline.artifact.product_codes import ProductCodes
+from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 
 Codes = Union[ProductCodes, Sequence[str]]
 

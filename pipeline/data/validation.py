@@ -24,7 +24,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from pipeline.tranche import COLUMNS, HOURS, MAX_PRODUCT_CODE_LENGTH, ORDERS, PRODUCT
+from pipeline.data.tranche import COLUMNS, HOURS, MAX_PRODUCT_CODE_LENGTH, ORDERS, PRODUCT
 
 MAX_BAD_ROW_FRACTION = 0.01
 MIN_SIZE_RATIO = 0.5

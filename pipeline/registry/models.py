@@ -20,13 +20,12 @@ import joblib
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from pipeline.api_schema import MAX_ORDERS_PLACED
 from pipeline.logs import configure_logger
-from pipeline.model import CatalogueState, ProductLinearModel
-from pipeline.product_codes import ProductCodes
-from pipeline.promise import check_promise_params
+from pipeline.artifact.model import MAX_ORDERS_PLACED, CatalogueState, ProductLinearModel
+from pipeline.artifact.product_codes import ProductCodes
+from pipeline.artifact.promise import check_promise_params
 from pipeline.settings import Settings
-from pipeline.store import ObjectTooLargeError, Store, StoreError
+from pipeline.registry.store import ObjectTooLargeError, Store, StoreError
 
 log = configure_logger(__name__)
 

@@ -11,7 +11,7 @@ needs:
 2. validate the bytes straight into plain dicts with pydantic-core, against the very
    annotations of the request models (`ProductCode`, `OrdersPlaced`, extra fields forbidden);
 3. estimate (a batch as one numpy pass over the lines' arrays, rounded exactly as the single
-   endpoint rounds), and the promise when one is asked (pipeline/promise.py, the same
+   endpoint rounds), and the promise when one is asked (pipeline/artifact/promise.py, the same
    floating-point steps for one order and for many), count the metrics, and send
    pre-encoded JSON.
 
@@ -29,16 +29,16 @@ import pydantic_core
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from typing_extensions import Annotated, NotRequired, TypedDict
 
-from pipeline.api_schema import (
+from pipeline.service.api_schema import (
     MAX_BATCH_ORDERS,
     OrdersPlaced,
     ProductCode,
     PromiseProbability,
 )
-from pipeline.http_guards import ASGIApp, Message, Receive, Scope, Send, declared_json
-from pipeline.metrics import ServiceMetrics
-from pipeline.model import ProductLinearModel
-from pipeline.promise import Promises
+from pipeline.service.http_guards import ASGIApp, Message, Receive, Scope, Send, declared_json
+from pipeline.service.metrics import ServiceMetrics
+from pipeline.artifact.model import ProductLinearModel
+from pipeline.artifact.promise import Promises
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 

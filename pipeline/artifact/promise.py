@@ -2,7 +2,7 @@
 
 An estimate is the mean; a customer told "within X hours" needs X to hold for the share of
 orders the platform asks for (0.9: nine in ten). Training learns the promise's shape
-(pipeline/promise_fit.py: split conformal prediction on residuals normalised by a scale that
+(modelling/promise_fit.py: split conformal prediction on residuals normalised by a scale that
 may grow with the queue and by the pooled line's own uncertainty); the artifact carries it as
 one dict of plain numpy arrays and floats, and this module serves it with numpy and plain
 floats only (the service imports neither pandas, scikit-learn nor scipy):

@@ -1,6 +1,6 @@
 """The served model: one straight line per product, as plain numbers.
 
-Training fits it with a scikit-learn estimator (pipeline/estimator.py), but what is saved
+Training fits it with a scikit-learn estimator (pipeline/modelling/estimator.py), but what is saved
 and served is only codes, intercepts and slopes: loading it never depends on the library
 versions that trained it (version skew on unpickling is what breaks peers' services), and
 the service imports neither scikit-learn nor scipy.
@@ -14,9 +14,13 @@ from typing import Any, Dict, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from pipeline.product_codes import ProductCodes
+from pipeline.artifact.product_codes import ProductCodes
 
 Numbers = Union[Sequence[float], np.ndarray]
+
+# The largest queue the API takes: far above any day's, and every estimate up to it must be
+# a number (registry.check_model_parameters).
+MAX_ORDERS_PLACED = 1_000_000
 
 ARTIFACT_FORMAT = "time-to-dispatch/per-product-linear/2"
 LIST_FORMAT = "time-to-dispatch/per-product-linear/1"  # Python lists, before the arrays
