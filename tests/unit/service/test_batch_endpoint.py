@@ -12,7 +12,7 @@ from pipeline.registry.models import LoadedModel, load_newest_model
 from pipeline.serve_model import API_PATH, BATCH_PATH, create_app
 from pipeline.registry.store import LocalStore
 from tests.scrape import parse_metrics, total, value
-from tests.unit.test_metrics import with_dropped
+from tests.unit.service.test_metrics import with_dropped
 
 JSON = {"content-type": "application/json"}
 GOOD = {"product_code": "SKU001", "orders_placed": 112}

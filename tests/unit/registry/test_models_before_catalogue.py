@@ -17,7 +17,7 @@ from pipeline.serve_model import API_PATH, create_app
 from pipeline.registry.store import LocalStore
 from tests.conftest import put_tranche
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "models_before_catalogue"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "models_before_catalogue"
 KEYS = {"unsigned": None, "signed": b"fixture-signing-key"}
 ORDERS = (0, 1, 50, 112, 320, 5000)
 
