@@ -36,7 +36,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import HistogramMetricFamily, Metric
 
-from pipeline.registry.models import ModelMetadata, metadata_extra
+from pipeline.registry.metadata import ModelMetadata
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -107,7 +107,7 @@ def created_timestamp(metadata: ModelMetadata) -> Optional[float]:
 
 def orders_range(metadata: ModelMetadata) -> Optional[Tuple[float, float]]:
     """Return the lowest and highest orders_placed the model was trained on, if recorded."""
-    profile = metadata_extra(metadata, "profile") or {}
+    profile = metadata.profile() or {}
     quantiles: Sequence[float] = (profile.get("orders_placed") or {}).get("quantiles") or ()
     if len(quantiles) < 2:
         return None
@@ -219,7 +219,7 @@ class ServiceMetrics:
 
     def set_model(self, metadata: ModelMetadata, serving_newest: bool) -> None:
         """Describe the model now served: its info, age, range and whether it is the newest."""
-        tranche = str(metadata.dataset.get("key", ""))
+        tranche = metadata.dataset_section().key or ""
         self.model_info.clear()
         self.model_info.labels(metadata.model_version, tranche, metadata.created_at).set(1)
         created = created_timestamp(metadata)
