@@ -217,21 +217,21 @@ def probe_stalled(store: Path, parser: str, code: Path) -> StalledResult:
         deadline = began + CLOSE_WITHIN + 5
         while selector.get_map() and time.monotonic() < deadline:
             for key, _ in selector.select(timeout=max(0.01, deadline - time.monotonic())):
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
+                conn = key.fileobj
+                assert isinstance(conn, socket.socket)
                 try:
-                    chunk = sock.recv(65536)
+                    chunk = conn.recv(65536)
                 except ConnectionResetError:
                     chunk = b""
                     key = key._replace(data=key.data + b"<reset>")
                 except BlockingIOError:
                     continue
                 if chunk:
-                    selector.modify(sock, selectors.EVENT_READ, key.data + chunk)
+                    selector.modify(conn, selectors.EVENT_READ, key.data + chunk)
                     continue
                 kind = (key.data[:12].decode("latin-1") or "closed silently").strip()
                 replies[kind] = replies.get(kind, 0) + 1
-                selector.unregister(sock)
+                selector.unregister(conn)
                 last_closed = time.monotonic()
         still_open = len(selector.get_map())
         selector.close()
