@@ -127,7 +127,7 @@ SERVICE_UNAVAILABLE = raw_response(
 INVALID_REQUEST = raw_response(
     400,
     "Bad Request",
-    "not a valid HTTP/1.1 request: a malformed request line or header, or an ambiguous body "
+    "not a valid HTTP request: a malformed request line or header, or an ambiguous body "
     "length (Content-Length with Transfer-Encoding, or two Content-Lengths)",
 )
 BODY_BUDGET_FULL = error_body(
@@ -247,7 +247,9 @@ class Overload:
         for a new one; say False if no connection is waiting for headers."""
         while self.waiting:
             guard, _ = self.waiting.popitem(last=False)
-            if not guard.owner.transport.is_closing():
+            cycle = guard.owner.cycle
+            busy = cycle is not None and not cycle.response_complete  # pipelined: answering
+            if not guard.owner.transport.is_closing() and not busy:
                 guard.shed()
                 return True
         return False
@@ -281,14 +283,19 @@ async def _refuse_ambiguous(send: Send) -> None:
         "a request may carry Content-Length or Transfer-Encoding, not both, "
         "and Content-Length once"
     )
+    body = error_body(400, message)
     await send(
         {
             "type": "http.response.start",
             "status": 400,
-            "headers": [(b"content-type", b"application/json"), CLOSE_HEADER],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                CLOSE_HEADER,
+            ],
         }
     )
-    await send({"type": "http.response.body", "body": error_body(400, message)})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _streamed_within_budget(
@@ -396,8 +403,10 @@ class ConnectionGuard:
 
     `reading` is which part of a request is awaited: "headers" from the connection's opening
     or the request's first byte, "body" once its headers are in, None once it is whole.
-    While headers are awaited, the connection is in `overload.waiting`, in the order it began
-    waiting, so that the longest waiting can be shed when the connection cap is reached.
+    While headers are awaited, or the connection is idle between keep-alive requests, it is
+    in `overload.waiting`, in the order it began waiting, so that the longest waiting can be
+    shed when the connection cap is reached (nginx closes idle keep-alive connections when it
+    runs out of them, too).
     """
 
     def __init__(
@@ -421,9 +430,19 @@ class ConnectionGuard:
             self.started = self.started or started
             return
         self.reading, self.started = "headers", started
+        self._wait()
+        self._arm(self.limits.header_timeout)
+
+    def idle(self) -> None:
+        """The response is complete and the connection kept alive: it waits for the next
+        request (uvicorn's keep-alive timeout closes it if none comes)."""
+        if self.reading is None:
+            self._wait()
+
+    def _wait(self) -> None:
         self.waiting_since = self.loop.time()
         self.overload.waiting[self] = None
-        self._arm(self.limits.header_timeout)
+        self.overload.waiting.move_to_end(self)
 
     def expect_body(self) -> None:
         if self.reading != "body":
@@ -560,6 +579,13 @@ class _Guarded:
             self.guard.refuse(len(self.connections) - 1 - self.overload.closing)
             return
         self.guard.expect_headers(started=False)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]
+        cycle = getattr(self, "cycle", None)
+        idle = cycle is None or cycle.response_complete  # no pipelined request under way
+        if idle and not self.transport.is_closing():
+            self.guard.idle()
 
     def send_400_response(self, msg: str) -> None:
         """Refuse what the parser cannot read in the API's error shape, not uvicorn's text."""
