@@ -75,8 +75,6 @@ MAX_BACKLOG = 2048  # uvicorn's default: asyncio accepts up to this many at once
 # the connection cap bounds what such bodies can take (1,000 x 4 KiB = 4 MB).
 FREE_BODY_BYTES = MAX_BODY_BYTES
 RETRY_AFTER = (b"retry-after", b"1")
-# Reasons counted on /metrics as ttd_http_overload_total (a bounded label).
-OVERLOAD_REASONS = ("body_budget", "connection_cap", "stalled_closed")
 
 
 class HttpLimits(NamedTuple):
@@ -647,7 +645,8 @@ def protocol_class(
     parser: Parser, limits: HttpLimits, count: Callable[[str], None] = _count_nothing
 ) -> Type[asyncio.Protocol]:
     """Return uvicorn's protocol class for `parser`, guarded with these limits; `count` is
-    called with one of OVERLOAD_REASONS for each refusal or closure under overload."""
+    called with a reason (pipeline.metrics.OVERLOAD_REASONS) for each refusal or closure
+    under overload."""
     base = GuardedH11Protocol if parser == "h11" else _httptools_protocol()
     overload = Overload(limits, count)
     return type(f"{base.__name__}WithLimits", (base,), {"overload": overload})
