@@ -18,6 +18,8 @@ its HTTP protocol classes (h11 and httptools) are subclassed here, the same way:
   a body under 4 KiB (a single order) is always admitted;
 - on SIGTERM, every response says `Connection: close`, and an idle keep-alive connection stays
   open for `drain_grace` seconds, so that a request already on its way is still answered;
+- a request line and headers over 16 KiB get 431 and the connection is closed (httptools has
+  no limit of its own);
 - a request with both Content-Length and Transfer-Encoding, or two Content-Lengths, gets 400
   and its connection is closed (RFC 9112, section 6.1), before the application sees it; so
   does any request the parser cannot read, in the API's JSON error shape (uvicorn's own 400 is
@@ -75,6 +77,9 @@ MAX_BACKLOG = 2048  # uvicorn's default: asyncio accepts up to this many at once
 # the connection cap bounds what such bodies can take (1,000 x 4 KiB = 4 MB).
 FREE_BODY_BYTES = MAX_BODY_BYTES
 RETRY_AFTER = (b"retry-after", b"1")
+# A request line and headers are under 1 KiB here; 16 KiB is h11's and Node's limit. httptools
+# sets none: without one, a client could grow a header in memory until its deadline.
+MAX_HEADER_BYTES = 16 * 1024
 
 
 class HttpLimits(NamedTuple):
@@ -127,6 +132,10 @@ INVALID_REQUEST = raw_response(
     "Bad Request",
     "not a valid HTTP request: a malformed request line or header, or an ambiguous body "
     "length (Content-Length with Transfer-Encoding, or two Content-Lengths)",
+)
+HEADERS_TOO_LARGE = raw_response(
+    431, "Request Header Fields Too Large",
+    f"request line and headers over {MAX_HEADER_BYTES} bytes",
 )
 BODY_BUDGET_FULL = error_body(
     503, "the server holds as many request bodies as its memory allows: try again shortly"
@@ -416,6 +425,7 @@ class ConnectionGuard:
         self.loop = loop
         self.reading: Optional[str] = None
         self.started = False  # some bytes of the awaited request have arrived
+        self.header_bytes = 0  # received since the request began, while its headers are not in
         self.waiting_since = 0.0
         self.deadline: Optional[asyncio.TimerHandle] = None
         self.draining = False
@@ -445,13 +455,30 @@ class ConnectionGuard:
     def expect_body(self) -> None:
         if self.reading != "body":
             self.overload.waiting.pop(self, None)
-            self.reading, self.started = "body", True
+            self.reading, self.started, self.header_bytes = "body", True, 0
             self._arm(self.limits.body_timeout)
 
     def request_received(self) -> None:
         self.overload.waiting.pop(self, None)
-        self.reading, self.started = None, False
+        self.reading, self.started, self.header_bytes = None, False, 0
         self._disarm()
+
+    def count_header_bytes(self, size: int) -> None:
+        """Count bytes received before a request's headers are complete."""
+        if self.reading != "body":
+            self.header_bytes += size
+
+    def limit_header_bytes(self) -> None:
+        """Answer 431 and close once a request's line and headers pass MAX_HEADER_BYTES."""
+        transport = self.owner.transport
+        if self.reading != "headers" or self.header_bytes <= MAX_HEADER_BYTES:
+            return
+        if not transport.is_closing():
+            self._disarm()
+            transport.write(HEADERS_TOO_LARGE)
+            transport.close()
+            log.warning("Refused a request whose line and headers pass %d bytes (431, closed)",
+                        MAX_HEADER_BYTES)
 
     def connection_lost(self) -> None:
         self.overload.waiting.pop(self, None)
@@ -577,6 +604,11 @@ class _Guarded:
             self.guard.refuse(len(self.connections) - 1 - self.overload.closing)
             return
         self.guard.expect_headers(started=False)
+
+    def data_received(self, data: bytes) -> None:
+        self.guard.count_header_bytes(len(data))
+        super().data_received(data)  # type: ignore[misc]
+        self.guard.limit_header_bytes()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # type: ignore[misc]
@@ -726,5 +758,7 @@ def serve(
         access_log=access_log,
         backlog=backlog,
         timeout_keep_alive=limits.keep_alive_timeout,
+        # Above MAX_HEADER_BYTES, so that the 431 comes from the guard with either parser.
+        h11_max_incomplete_event_size=2 * MAX_HEADER_BYTES,
         timeout_graceful_shutdown=20,
     )

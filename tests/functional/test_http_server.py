@@ -449,6 +449,26 @@ def test_a_request_with_an_ambiguous_length_is_refused_and_nothing_after_it_runs
 
 
 @pytest.mark.parametrize("parser", PARSERS)
+def test_headers_that_never_end_get_431_and_the_connection_is_closed(
+    store_root: str, parser: str
+) -> None:
+    service, port = _serve(store_root, parser, http_header_timeout="60")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(f"POST {API_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: ".encode())
+            for _ in range(16):  # a header that goes on: past 16 KiB with the last of these
+                sock.sendall(b"a" * 1024)
+            reply = read_until_closed(sock, time.monotonic() + 10)
+        assert _estimate_status(port) == 200
+    finally:
+        output = stop_service(service)
+    assert reply.startswith(b"HTTP/1.1 431"), reply[:100]
+    assert reply.endswith(b"<closed>"), reply
+    assert b'"type": "http_431"' in reply
+    assert "Refused a request whose line and headers pass 16384 bytes (431, closed)" in output
+
+
+@pytest.mark.parametrize("parser", PARSERS)
 def test_a_request_the_parser_cannot_read_gets_a_json_400(store_root: str, parser: str) -> None:
     service, port = _serve(store_root, parser)
     try:
