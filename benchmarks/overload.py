@@ -259,12 +259,14 @@ def report(label: str, bodies: BodiesResult, stalled: StalledResult) -> List[boo
           f"last byte): peak RSS {bodies.peak_rss_mb:.0f} MB (idle {bodies.idle_rss_mb:.0f} MB,"
           f" target <= {MAX_RSS_MB}); {bodies.held} held by the server, {bodies.refused_503} "
           "refused; ordinary requests answered 200: "
-          f"{bodies.ordinary.answered}/{ORDINARY} (slowest {bodies.ordinary.slowest_s:.2f} s, "
+          f"{bodies.ordinary.answered}/{ORDINARY} "
+          f"(slowest {bodies.ordinary.slowest_s * 1000:.0f} ms, "
           f"{bodies.ordinary.statuses})")
     print(f"  /metrics: {bodies.overload_metrics}")
     print(f"stalled connections ({stalled.opened} opened, half a request line each): ordinary "
           f"requests right after answered 200: {stalled.ordinary.answered}/{ORDINARY} "
-          f"(slowest {stalled.ordinary.slowest_s:.2f} s, {stalled.ordinary.statuses}); every "
+          f"(slowest {stalled.ordinary.slowest_s * 1000:.0f} ms, "
+          f"{stalled.ordinary.statuses}); every "
           f"stalled connection closed after {stalled.all_closed_s:.1f} s "
           f"({stalled.still_open} still open); closed with {stalled.replies}; "
           f"{stalled.log_lines} log lines; peak RSS {stalled.peak_rss_mb:.0f} MB")

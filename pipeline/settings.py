@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     # 503 with Retry-After, unread (a body under 4 KiB is always admitted). The serving pod
     # asks for 384 MB and idles at about 80 MB; a budgeted byte costs about one byte of
     # memory while held, plus what parsing the one batch being parsed at a time takes, so
-    # 64 MiB keeps the worst case near 200 MB (README, "Failure modes"). At least one
+    # 64 MiB keeps the worst case near 175 MB (README, "Failure modes"). At least one
     # largest batch body (2 MiB), or no batch would ever be admitted.
     http_body_budget_bytes: int = Field(
         64 * 1024 * 1024, ge=MAX_BATCH_BODY_BYTES, description="request body bytes in memory"
