@@ -2,11 +2,11 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# tox needs python3.9, 3.11 and 3.13 on PATH; pyenv installs keep them out of it, so add them.
+# tox needs python3.9, 3.11, 3.12 and 3.13 on PATH; pyenv installs keep them out of it, so add them.
 PYENV_ROOT ?= $(HOME)/.pyenv
 empty :=
 space := $(empty) $(empty)
-PYENV_BINS := $(foreach v,3.11 3.9 3.13,$(wildcard $(PYENV_ROOT)/versions/$(v).*/bin))
+PYENV_BINS := $(foreach v,3.11 3.9 3.13 3.12,$(wildcard $(PYENV_ROOT)/versions/$(v).*/bin))
 ifneq ($(strip $(PYENV_BINS)),)
 export PATH := $(subst $(space),:,$(strip $(PYENV_BINS))):$(PATH)
 endif

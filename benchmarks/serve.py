@@ -8,7 +8,9 @@ the same request and response models, a constant from an `async def`, plain `uvi
 defaults, one worker). It loads each with wrk (POSTs rotating over 500 product codes),
 alternating A B A B for the same time each, and prints requests/s, p50 and p99 of every run,
 the medians, and the ratio. Then it loads the batch endpoint with 10,000-order bodies and
-prints the estimates served per second. Targets (README, "Performance"): ours/floor >= 1.2
+prints the estimates served per second. Each round also loads ours with the same single
+bodies asking for a promise (promise_probability 0.9), and prints its ratio to ours without.
+Targets (README, "Performance"): ours/floor >= 1.2
 with our p99 <= the floor's in the same run, and >= 500,000 estimates/s in batches.
 
 wrk is the Debian package: found on PATH, or installed with apt-get when running as root.
@@ -110,7 +112,7 @@ def load(wrk: str, url: str, script: Path, seconds: float, connections: int,
 
 
 def scrape_metrics(base: str, stop: threading.Event, scrapes: List[int]) -> None:
-    """GET /metrics every second, as Prometheus would, while the load runs."""
+    """GET /metrics (on the metrics port) every second, as Prometheus would, during the load."""
     with httpx.Client(base_url=base, timeout=10) as client:
         while not stop.wait(1.0):
             if client.get("/metrics").status_code == 200:
@@ -148,13 +150,17 @@ def start_floor() -> "tuple[Service, int]":
     raise RuntimeError("the floor did not start")
 
 
-def write_bodies(root: Path, codes: List[str]) -> "tuple[Path, Path]":
-    """Write the single-order bodies and one 10,000-order body, and a wrk script for each."""
+def write_bodies(root: Path, codes: List[str]) -> "tuple[Path, Path, Path]":
+    """Write the single-order bodies (without and with a promise) and one 10,000-order body,
+    and a wrk script for each."""
     rng = random.Random(1)
     singles = root / "singles.jsonl"
-    singles.write_text("".join(
-        json.dumps({"product_code": code, "orders_placed": rng.randint(0, 320)}) + "\n"
-        for code in codes
+    single_bodies = [{"product_code": code, "orders_placed": rng.randint(0, 320)}
+                     for code in codes]
+    singles.write_text("".join(json.dumps(body) + "\n" for body in single_bodies))
+    promises = root / "promises.jsonl"
+    promises.write_text("".join(
+        json.dumps({**body, "promise_probability": 0.9}) + "\n" for body in single_bodies
     ))
     batch = root / "batch.jsonl"
     orders = [
@@ -163,11 +169,11 @@ def write_bodies(root: Path, codes: List[str]) -> "tuple[Path, Path]":
     ]
     batch.write_text(json.dumps({"orders": orders}) + "\n")
     scripts = []
-    for bodies in (singles, batch):
+    for bodies in (singles, batch, promises):
         script = bodies.with_suffix(".lua")
         script.write_text(LUA % json.dumps(str(bodies)))
         scripts.append(script)
-    return scripts[0], scripts[1]
+    return scripts[0], scripts[1], scripts[2]
 
 
 def row(name: str, run: Run) -> str:
@@ -192,18 +198,24 @@ def main(seconds: float, rounds: int, connections: int, threads: int,
         print(f"training on {ROWS:,} rows over {SKUS:,} products (Zipf 1.1) ...", flush=True)
         store = train(root)
         codes = list(load_newest_model(store).model.product_codes)
-        single_lua, batch_lua = write_bodies(root, random.Random(2).sample(codes, CODES_USED))
-        port = free_port()
+        single_lua, batch_lua, promise_lua = write_bodies(
+            root, random.Random(2).sample(codes, CODES_USED)
+        )
+        port, metrics_port = free_port(), free_port()
         ours = start_service(
-            ["-m", "pipeline.serve_model", str(store.root), "--port", str(port)], port
+            ["-m", "pipeline.serve_model", str(store.root), "--port", str(port),
+             "--metrics-port", str(metrics_port)],
+            port,
         )
         floor, floor_port = start_floor()
         urls = {"ours": f"http://127.0.0.1:{port}", "floor": f"http://127.0.0.1:{floor_port}"}
         stop = threading.Event()
         scrapes = [0]
-        scraper = threading.Thread(target=scrape_metrics, args=(urls["ours"], stop, scrapes))
+        scraper = threading.Thread(
+            target=scrape_metrics, args=(f"http://127.0.0.1:{metrics_port}", stop, scrapes)
+        )
         scraper.start()
-        results: Dict[str, List[Run]] = {"ours": [], "floor": []}
+        results: Dict[str, List[Run]] = {"ours": [], "floor": [], "promise": []}
         batch: Optional[Run] = None
         try:
             for name, url in urls.items():  # a warm-up of each, not counted
@@ -216,6 +228,9 @@ def main(seconds: float, rounds: int, connections: int, threads: int,
                     run = load(wrk, url + API, single_lua, seconds, connections, threads)
                     results[name].append(run)
                     print(row(f"{name} {i + 1}", run), flush=True)
+                run = load(wrk, urls["ours"] + API, promise_lua, seconds, connections, threads)
+                results["promise"].append(run)
+                print(row(f"promise {i + 1}", run), flush=True)
             batch_check = httpx.post(urls["ours"] + BATCH_API, json={"orders": []}, timeout=10)
             if batch_check.status_code != 404:
                 batch = load(wrk, urls["ours"] + BATCH_API, batch_lua, seconds,
@@ -236,6 +251,10 @@ def main(seconds: float, rounds: int, connections: int, threads: int,
         print(f"p99 ours/floor    {medians['ours'].p99_ms:.2f} ms / "
               f"{medians['floor'].p99_ms:.2f} ms (target: ours <= floor): "
               f"{'met' if p99_met else 'NOT met'}")
+        print(row("promise median", medians["promise"]))
+        promised = medians["promise"].requests_per_s / medians["ours"].requests_per_s
+        print(f"promise/ours      {promised:.2f} (single requests with promise_probability 0.9 "
+              "over without, same run)")
         print(f"/metrics scraped  {scrapes[0]} times during the runs")
         if batch is None:
             print("batch             no batch endpoint (404)")

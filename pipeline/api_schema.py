@@ -4,6 +4,7 @@ from typing import Any, Dict, List, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from typing_extensions import Annotated
 
+from pipeline.promise import MAX_PROBABILITY, MIN_PROBABILITY
 from pipeline.tranche import MAX_PRODUCT_CODE_LENGTH
 
 MAX_ORDERS_PLACED = 1_000_000  # far above any day's queue; keeps estimates finite
@@ -20,10 +21,18 @@ ProductCode = Annotated[
 OrdersPlaced = Annotated[
     float, Field(strict=True, ge=0, le=MAX_ORDERS_PLACED, allow_inf_nan=False)
 ]
+PromiseProbability = Annotated[
+    float, Field(strict=True, ge=MIN_PROBABILITY, le=MAX_PROBABILITY, allow_inf_nan=False)
+]
+PROMISE_PROBABILITY_DESCRIPTION = (
+    f"Optional, {MIN_PROBABILITY} to {MAX_PROBABILITY}: also answer the hours by which this "
+    "share of such orders (this product, this queue) are dispatched, e.g. 0.9 for a promise "
+    "that holds for nine orders in ten."
+)
 
 
-class DispatchRequest(BaseModel):
-    """An order about to be placed."""
+class BatchOrder(BaseModel):
+    """An order about to be placed, in a batch (the batch carries any promise_probability)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -36,11 +45,37 @@ class DispatchRequest(BaseModel):
     )
 
 
+class DispatchRequest(BatchOrder):
+    """An order about to be placed."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"product_code": "SKU001", "orders_placed": 112},
+                {"product_code": "SKU001", "orders_placed": 112, "promise_probability": 0.9},
+            ]
+        },
+    )
+
+    promise_probability: Optional[PromiseProbability] = Field(
+        None, description=PROMISE_PROBABILITY_DESCRIPTION
+    )
+
+
 class DispatchEstimate(BaseModel):
     """The estimate, and the model that made it."""
 
-    est_hours_to_dispatch: float = Field(description="Estimated hours until dispatch.")
+    est_hours_to_dispatch: float = Field(description="Estimated hours until dispatch (mean).")
     model_version: str = Field(description="Version of the published model that answered.")
+    promise_hours_to_dispatch: Optional[float] = Field(
+        None,
+        description="Only when promise_probability was asked: the hours by which that share "
+        "of such orders are dispatched (a calibrated quantile, never negative).",
+    )
+    promise_probability: Optional[float] = Field(
+        None, description="Only when asked: the probability the promise holds, echoed."
+    )
 
 
 class BatchRequest(BaseModel):
@@ -60,10 +95,13 @@ class BatchRequest(BaseModel):
         },
     )
 
-    orders: List[DispatchRequest] = Field(
+    orders: List[BatchOrder] = Field(
         min_length=1,
         max_length=MAX_BATCH_ORDERS,
         description=f"1 to {MAX_BATCH_ORDERS:,} orders; one bad order refuses the request.",
+    )
+    promise_probability: Optional[PromiseProbability] = Field(
+        None, description=PROMISE_PROBABILITY_DESCRIPTION + " One probability for the batch."
     )
 
 
@@ -73,6 +111,14 @@ class BatchEstimates(BaseModel):
     model_version: str = Field(description="Version of the published model that answered.")
     estimates: List[float] = Field(
         description="Estimated hours until dispatch, one per order, in order."
+    )
+    promises: Optional[List[float]] = Field(
+        None,
+        description="Only when promise_probability was asked: each order's promise, aligned "
+        "with estimates, each equal to the single endpoint's.",
+    )
+    promise_probability: Optional[float] = Field(
+        None, description="Only when asked: the probability the promises hold, echoed."
     )
 
 

@@ -11,7 +11,9 @@ needs:
 2. validate the bytes straight into plain dicts with pydantic-core, against the very
    annotations of the request models (`ProductCode`, `OrdersPlaced`, extra fields forbidden);
 3. estimate (a batch as one numpy pass over the lines' arrays, rounded exactly as the single
-   endpoint rounds), count the metrics, and send pre-encoded JSON.
+   endpoint rounds), and the promise when one is asked (pipeline/promise.py, the same
+   floating-point steps for one order and for many), count the metrics, and send
+   pre-encoded JSON.
 
 It answers only requests it can answer with a 200. Anything else (a refusal of any kind, no
 model loaded yet, an unknown product) is handed, body and all, to the FastAPI app behind it,
@@ -20,17 +22,23 @@ differently from the app, only sooner. The routes stay registered for the OpenAP
 """
 import json
 import time
-from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import pydantic_core
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
-from typing_extensions import Annotated, TypedDict
+from typing_extensions import Annotated, NotRequired, TypedDict
 
-from pipeline.api_schema import MAX_BATCH_ORDERS, OrdersPlaced, ProductCode
+from pipeline.api_schema import (
+    MAX_BATCH_ORDERS,
+    OrdersPlaced,
+    ProductCode,
+    PromiseProbability,
+)
 from pipeline.http_guards import ASGIApp, Message, Receive, Scope, Send, declared_json
 from pipeline.metrics import ServiceMetrics
 from pipeline.model import ProductLinearModel
+from pipeline.promise import Promises
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
@@ -41,13 +49,23 @@ class OrderDict(TypedDict):
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
     product_code: ProductCode
     orders_placed: OrdersPlaced
+    promise_probability: NotRequired[Optional[PromiseProbability]]
+
+
+class BatchOrderDict(TypedDict):
+    """BatchOrder's fields and rules: the batch, not each order, carries the probability."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    product_code: ProductCode
+    orders_placed: OrdersPlaced
 
 
 class BatchDict(TypedDict):
     """BatchRequest's fields and rules, validated into a dict (no model instances)."""
 
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
-    orders: Annotated[List[OrderDict], Field(min_length=1, max_length=MAX_BATCH_ORDERS)]
+    orders: Annotated[List[BatchOrderDict], Field(min_length=1, max_length=MAX_BATCH_ORDERS)]
+    promise_probability: NotRequired[Optional[PromiseProbability]]
 
 
 ORDER = TypeAdapter(OrderDict)
@@ -70,29 +88,40 @@ def round_hours(hours: np.ndarray) -> np.ndarray:
 
 
 class ServedLines:
-    """The model's lines as arrays, indexed by product, for estimating many orders at once."""
+    """The model's lines as arrays, with its codes' look-up table built before any request."""
 
     def __init__(self, model: ProductLinearModel) -> None:
         self.model = model
-        self.index: Dict[str, int] = {code: i for i, code in enumerate(model.product_codes)}
-        self.intercepts = np.asarray(model.intercepts, dtype=float)
-        self.slopes = np.asarray(model.slopes, dtype=float)
+        self.codes = model.product_codes
+        self.codes.index()
+        self.intercepts = model.intercepts
+        self.slopes = model.slopes
 
-    def estimate_one(self, product_code: str, orders_placed: float) -> float:
+    def position(self, product_code: str) -> int:
+        """Return the product's position, -1 for one the model does not answer."""
+        return self.codes.find(product_code)
+
+    def positions(self, product_codes: Sequence[str]) -> np.ndarray:
+        return self.codes.find_many(product_codes)
+
+    def estimate_one(self, position: int, orders_placed: float) -> float:
         """The single endpoint's answer: never below zero, rounded to 3 decimals."""
-        return round(self.model.predict_one(product_code, orders_placed), 3)
+        hours = float(self.intercepts[position]) + float(self.slopes[position]) * orders_placed
+        return round(max(0.0, hours), 3)
 
-    def estimate_many(self, indices: Sequence[int], orders_placed: np.ndarray) -> np.ndarray:
-        """Estimate each (product index, orders) pair, equal to `estimate_one` for each."""
-        idx = np.asarray(indices, dtype=np.intp)
-        # The same two IEEE operations as predict_one (a product, then a sum): the same floats.
+    def estimate_many(
+        self, positions: Union[Sequence[int], np.ndarray], orders_placed: np.ndarray
+    ) -> np.ndarray:
+        """Estimate each (product position, orders) pair, equal to `estimate_one` for each."""
+        idx = np.asarray(positions, dtype=np.intp)
+        # The same two IEEE operations as estimate_one (a product, then a sum): the same floats.
         hours = self.intercepts[idx] + self.slopes[idx] * orders_placed
-        # max(0.0, h) as predict_one; + 0.0 turns a -0.0 into the 0.0 it returns.
+        # max(0.0, h) as estimate_one; + 0.0 turns a -0.0 into the 0.0 it returns.
         return round_hours(np.maximum(hours, 0.0) + 0.0)
 
-    def unknown(self, product_codes: Sequence[str]) -> List[Tuple[int, str]]:
-        """Return (position, code) of each code the model does not answer."""
-        return [(i, c) for i, c in enumerate(product_codes) if c not in self.index]
+    def line(self, position: int, orders_placed: float) -> float:
+        """Return one order's line value, not floored (a promise starts from it)."""
+        return float(self.intercepts[position]) + float(self.slopes[position]) * orders_placed
 
 
 class Served(NamedTuple):
@@ -102,16 +131,41 @@ class Served(NamedTuple):
     model_version: str
     single_tail: bytes  # `,"model_version":"…"}`, after the estimate
     batch_head: bytes  # `{"model_version":"…","estimates":`, before the list
+    promises: Optional[Promises] = None  # None: the model has no calibrated promises
+
+    def promise_one(self, i: int, orders_placed: float, probability: float) -> float:
+        """The single endpoint's promise: never below zero, rounded to 3 decimals."""
+        assert self.promises is not None
+        hours = self.promises.hours_one(i, self.lines.line(i, orders_placed), orders_placed,
+                                        probability)
+        return round(hours, 3)
+
+    def promise_many(self, positions: np.ndarray, orders_placed: np.ndarray,
+                     probability: float) -> np.ndarray:
+        """Each order's promise, equal to `promise_one` for each."""
+        assert self.promises is not None
+        idx = np.asarray(positions, dtype=np.intp)
+        line = self.lines.intercepts[idx] + self.lines.slopes[idx] * orders_placed
+        return round_hours(self.promises.hours(idx, line, orders_placed, probability))
 
 
-def served(model: ProductLinearModel, model_version: str) -> Served:
+def served(
+    model: ProductLinearModel, model_version: str, promise: Optional[Dict[str, Any]] = None
+) -> Served:
     version = json.dumps(model_version).encode()
     return Served(
         ServedLines(model),
         model_version,
         b',"model_version":' + version + b"}",
         b'{"model_version":' + version + b',"estimates":',
+        Promises(promise, len(model)) if promise is not None else None,
     )
+
+
+def promise_tail(promise: float, probability: float) -> bytes:
+    """Return `,"promise_hours_to_dispatch":…,"promise_probability":…}`."""
+    return (b',"promise_hours_to_dispatch":' + repr(promise).encode()
+            + b',"promise_probability":' + repr(probability).encode() + b"}")
 
 
 def replayed(body: bytes, more_body: bool, pending: Optional[Message], receive: Receive
@@ -203,27 +257,42 @@ class EstimateFastPath:
             order = ORDER.validate_json(body)
         except ValidationError:
             return None
-        code, orders_placed = order["product_code"], order["orders_placed"]
-        if code not in current.lines.index:
+        position = current.lines.position(order["product_code"])
+        if position < 0:
             return None
-        hours = current.lines.estimate_one(code, orders_placed)
+        orders_placed = order["orders_placed"]
+        probability = order.get("promise_probability")
+        if probability is not None and current.promises is None:
+            return None  # the app refuses it
+        hours = current.lines.estimate_one(position, orders_placed)
         self.metrics.estimate(hours, orders_placed)
-        return b'{"est_hours_to_dispatch":' + repr(hours).encode() + current.single_tail
+        answer = b'{"est_hours_to_dispatch":' + repr(hours).encode() + current.single_tail
+        if probability is None:
+            return answer
+        promise = current.promise_one(position, orders_placed, probability)
+        return answer[:-1] + promise_tail(promise, probability)
 
     def _batch(self, current: Served, body: bytes) -> Optional[bytes]:
         """Return the batch endpoint's answer, or None if the app must decide."""
         try:
-            orders = BATCH.validate_json(body)["orders"]
+            batch = BATCH.validate_json(body)
         except ValidationError:
             return None
-        index = current.lines.index
-        try:
-            indices = [index[order["product_code"]] for order in orders]
-        except KeyError:
+        orders = batch["orders"]
+        probability = batch.get("promise_probability")
+        if probability is not None and current.promises is None:
+            return None  # the app refuses it
+        positions = current.lines.positions([order["product_code"] for order in orders])
+        if (positions < 0).any():
             return None
         orders_placed = np.fromiter(
             (order["orders_placed"] for order in orders), dtype=float, count=len(orders)
         )
-        hours = current.lines.estimate_many(indices, orders_placed)
+        hours = current.lines.estimate_many(positions, orders_placed)
         self.metrics.estimate_many(hours, orders_placed)
-        return current.batch_head + pydantic_core.to_json(hours.tolist()) + b"}"
+        answer = current.batch_head + pydantic_core.to_json(hours.tolist())
+        if probability is None:
+            return answer + b"}"
+        promises = current.promise_many(positions, orders_placed, probability)
+        return (answer + b',"promises":' + pydantic_core.to_json(promises.tolist())
+                + b',"promise_probability":' + repr(probability).encode() + b"}")

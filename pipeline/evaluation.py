@@ -2,15 +2,17 @@
 
 Everything here is pure: models and DataFrames in, numbers and messages out.
 """
-from typing import Any, Dict, List, NamedTuple, Optional
+from collections import OrderedDict
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
 from sklearn.metrics import mean_absolute_error, r2_score
 
-from pipeline.estimator import factorize_products, product_positions
+from pipeline.estimator import factorize_products
 from pipeline.model import ProductLinearModel
+from pipeline.product_codes import ProductCodes
 from pipeline.tranche import HOURS, ORDERS, PRODUCT
 
 ABSURD_FACTOR = 2.0  # an estimate above twice the longest dispatch seen is not believable
@@ -89,7 +91,45 @@ def served_estimates(model: ProductLinearModel, rows: pd.DataFrame) -> np.ndarra
 
 
 def _positions(model: ProductLinearModel, rows: pd.DataFrame) -> np.ndarray:
-    return product_positions(pd.Index(model.product_codes), rows[PRODUCT])
+    return positions_among(model.product_codes, rows)
+
+
+def positions_among(products: ProductCodes, rows: pd.DataFrame) -> np.ndarray:
+    """Return each row's product position among `products` (-1: not one), each code looked up
+    once.
+
+    A run scores the same models on the same rows (and subsets of them, which share the
+    categories) several times: the categories' positions are remembered for the last few.
+    """
+    codes = rows[PRODUCT]
+    if isinstance(codes.dtype, pd.CategoricalDtype):
+        found = _category_positions(products, codes.cat.categories)
+        # A missing code (-1) picks the appended -1.
+        at: np.ndarray = np.append(found, -1)[codes.cat.codes.to_numpy()]
+        return at
+    numbers, distinct = pd.factorize(codes)
+    found = products.find_many([str(c) for c in distinct])
+    positions: np.ndarray = np.append(found, -1)[numbers]
+    return positions
+
+
+_REMEMBERED: "OrderedDict[Tuple[int, int], Tuple[ProductCodes, pd.Index, np.ndarray]]" = (
+    OrderedDict()
+)
+_REMEMBER = 8
+
+
+def _category_positions(codes: ProductCodes, categories: pd.Index) -> np.ndarray:
+    key = (id(codes), id(categories))
+    hit = _REMEMBERED.get(key)
+    if hit is not None and hit[0] is codes and hit[1] is categories:
+        _REMEMBERED.move_to_end(key)
+        return hit[2]
+    found = codes.find_many(categories.astype(str).tolist())
+    _REMEMBERED[key] = (codes, categories, found)  # held, so neither id is reused meanwhile
+    while len(_REMEMBERED) > _REMEMBER:
+        _REMEMBERED.popitem(last=False)
+    return found
 
 
 def check_model_logic(
@@ -104,11 +144,11 @@ def check_model_logic(
     corrected for the number of products), its estimates fall as orders grow, stay at zero
     across the whole range, or rise above ABSURD_FACTOR times the longest dispatch seen.
     """
-    codes = np.asarray(model.product_codes)
     slopes = np.asarray(model.slopes, dtype=float)
     intercepts = np.asarray(model.intercepts, dtype=float)
-    sd = np.zeros(len(codes)) if slope_sd is None else np.asarray(slope_sd, dtype=float)
-    z = float(norm.isf(FALSE_ALARM_RATE / max(len(codes), 1)))
+    count = len(model.product_codes)
+    sd = np.zeros(count) if slope_sd is None else np.asarray(slope_sd, dtype=float)
+    z = float(norm.isf(FALSE_ALARM_RATE / max(count, 1)))
     high = float(data[ORDERS].max())
     at_high = intercepts + slopes * high
     margin = z * sd * max(high, 1.0)
@@ -121,7 +161,9 @@ def check_model_logic(
                                      f"({ABSURD_FACTOR:g}x the longest dispatch)"),
     ):
         if mask.any():
-            problems.append(f"{what} for {int(mask.sum())} product(s): {_some(codes[mask])}")
+            problems.append(
+                f"{what} for {int(mask.sum())} product(s): {_some(model, np.flatnonzero(mask))}"
+            )
     return problems
 
 
@@ -165,6 +207,6 @@ def mae_regression(comparison: Dict[str, Any], tolerance: float) -> Optional[str
     )
 
 
-def _some(codes: np.ndarray, most: int = 5) -> str:
-    shown = ", ".join(codes[:most].tolist())
-    return shown + (f" and {len(codes) - most} more" if len(codes) > most else "")
+def _some(model: ProductLinearModel, positions: np.ndarray, most: int = 5) -> str:
+    shown = ", ".join(model.product_codes.take(positions[:most]).tolist())
+    return shown + (f" and {len(positions) - most} more" if len(positions) > most else "")

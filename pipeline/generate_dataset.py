@@ -4,14 +4,16 @@ Steps:
 1. Draw each product's dispatch line: base hours near zero, 0.07 to 0.18 hours per queued order.
 2. Draw rows: a product (evenly, or with Zipf popularity for a long-tailed catalogue), the
    orders already placed that day (skewed, 0 to 320), and the hours to dispatch: the line plus
-   noise of about an hour at every queue length, floored at zero.
+   noise, floored at zero. The noise is normal with an sd of an hour at every queue length
+   (as measured), or on request right-skewed (some orders wait for stock) or growing with the
+   queue, the shapes other weeks and plants show.
 3. Inject the quirks real drops carry, when asked: padded product codes, a 9,999-hour slip,
    CRLF line endings, a semicolon-delimited file, a compact date in the key, an undated export.
 4. Write the CSV into the store under a key that carries the tranche's date.
 
 The shape is the one measured on a real tranche (issue "Work on real tranches"). The generator
 knows its true function, so tests can compare a trained model with the best possible one on
-the same rows (`best_estimate`).
+the same rows (`best_estimate`), and a promise with the true quantiles (`true_quantile`).
 """
 import argparse
 import io
@@ -20,6 +22,7 @@ from typing import FrozenSet, Iterable, List, NamedTuple, Optional
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from pipeline.cli import (
     add_store_argument,
@@ -47,6 +50,13 @@ HOURS_PER_ORDER = (0.07, 0.18)
 MAX_ORDERS = 320
 ORDERS_SHAPE, ORDERS_SCALE = 1.2, 61.0  # gamma: median about 55, mean about 73, ~3% zero hours
 OUTLIER_HOURS = 9999.0  # the data-entry slip seen in a real drop
+# Noise shapes, each of mean zero. "skewed": a gamma of shape 2, sd NOISE_SD, shifted to mean
+# zero (skewness 1.4: a long right tail of orders waiting for stock). "growing": normal with
+# an sd of GROWING_SD[0] + GROWING_SD[1] * orders (0.5 h on an empty queue, ~1.5 h at the
+# median queue, ~5 h at 320 orders).
+NOISES = ("normal", "skewed", "growing")
+SKEW_SHAPE = 2.0
+GROWING_SD = (0.5, 0.015)
 
 # Quirks of real drops. Row quirks change the data, file quirks its bytes, key quirks its name.
 ROW_QUIRKS = frozenset({"spaces", "outlier"})
@@ -59,7 +69,8 @@ UNDATED_EXPORT_KEY = f"{DATASETS_PREFIX}orders_export.csv"
 class SyntheticTranche(NamedTuple):
     data: pd.DataFrame
     products: pd.DataFrame  # product_code, base_hours, hours_per_order, popularity
-    noise_sd: float
+    noise_sd: float  # the normal noise's sd; for other shapes, their sd at the median queue
+    noise: str = "normal"
 
 
 def product_codes(skus: int) -> List[str]:
@@ -76,6 +87,7 @@ def generate_tranche(
     quirks: Iterable[str] = (),
     catalogue_seed: int = 0,
     queue_factor: float = 1.0,
+    noise: str = "normal",
 ) -> SyntheticTranche:
     """Draw a tranche of `rows` orders over `skus` products.
 
@@ -83,10 +95,13 @@ def generate_tranche(
     (seeds) of one catalogue share their products' lines, as real weeks do.
     With `zipf` (e.g. 1.1), product k of the catalogue is ordered in proportion to k^-zipf:
     a few products get thousands of rows, most a handful, many one or none.
-    `queue_factor` scales the queues (1.5: a busier week), for drift.
+    `queue_factor` scales the queues (1.5: a busier week), for drift. `noise` is one of NOISES;
+    "normal" draws exactly what it drew before the other shapes existed.
     """
     if rows < 1 or skus < 1:
         raise ValueError("rows and skus must be at least 1")
+    if noise not in NOISES:
+        raise ValueError(f"unknown noise {noise!r}; known: {', '.join(NOISES)}")
     unknown = set(quirks) - QUIRKS
     if unknown:
         raise ValueError(f"unknown quirk(s) {sorted(unknown)}; known: {sorted(QUIRKS)}")
@@ -110,12 +125,55 @@ def generate_tranche(
     line = products["base_hours"].to_numpy()[which] + products["hours_per_order"].to_numpy()[
         which
     ] * orders
-    hours = np.clip(line + rng.normal(0.0, NOISE_SD, rows), 0.0, None).round(3)
+    hours = np.clip(line + draw_noise(rng, orders, noise), 0.0, None).round(3)
     data = pd.DataFrame(
         {HOURS: hours, ORDERS: orders, PRODUCT: products[PRODUCT].to_numpy()[which]}
     )
     data = inject_row_quirks(data, frozenset(quirks), rng)
-    return SyntheticTranche(data, products, NOISE_SD)
+    return SyntheticTranche(data, products, NOISE_SD, noise)
+
+
+def draw_noise(rng: np.random.Generator, orders: np.ndarray, noise: str) -> np.ndarray:
+    """Draw each row's noise (mean zero) in the shape asked for."""
+    if noise == "skewed":
+        theta = NOISE_SD / np.sqrt(SKEW_SHAPE)
+        skewed: np.ndarray = rng.gamma(SKEW_SHAPE, theta, len(orders)) - SKEW_SHAPE * theta
+        return skewed
+    if noise == "growing":
+        sd = GROWING_SD[0] + GROWING_SD[1] * orders.astype(float)
+        growing: np.ndarray = rng.normal(0.0, 1.0, len(orders)) * sd
+        return growing
+    normal: np.ndarray = rng.normal(0.0, NOISE_SD, len(orders))
+    return normal
+
+
+def noise_quantile(probability: float, orders: np.ndarray, noise: str) -> np.ndarray:
+    """Return the noise's true quantile at `probability` for each row's queue."""
+    x = np.asarray(orders, dtype=float)
+    if noise == "skewed":
+        theta = NOISE_SD / np.sqrt(SKEW_SHAPE)
+        q = float(stats.gamma.ppf(probability, SKEW_SHAPE, scale=theta)) - SKEW_SHAPE * theta
+        return np.full(len(x), q)
+    z = float(stats.norm.ppf(probability))
+    if noise == "growing":
+        growing: np.ndarray = z * (GROWING_SD[0] + GROWING_SD[1] * x)
+        return growing
+    return np.full(len(x), z * NOISE_SD)
+
+
+def true_quantile(
+    products: pd.DataFrame, data: pd.DataFrame, probability: float, noise: str = "normal"
+) -> np.ndarray:
+    """Return the hours by which `probability` of such orders are dispatched, per row.
+
+    The floor at zero is monotone, so the floored hours' quantile is the latent one, floored:
+    the best promise any model could make.
+    """
+    latent = line_hours(products, data) + noise_quantile(
+        probability, data[ORDERS].to_numpy(dtype=float), noise
+    )
+    best: np.ndarray = np.clip(latent, 0.0, None)
+    return best
 
 
 def inject_row_quirks(
@@ -180,6 +238,7 @@ def main(
     zipf: Optional[float] = None,
     quirks: Iterable[str] = (),
     queue_factor: float = 1.0,
+    noise: str = "normal",
 ) -> Optional[str]:
     """Write a synthetic tranche into the store; return its key (None if skipped)."""
     quirks = frozenset(quirks)
@@ -190,12 +249,15 @@ def main(
             return None
     when = when or datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
     key = compact_tranche_key(when) if "compact-date" in quirks else tranche_key(when)
-    tranche = generate_tranche(rows, skus, seed, zipf, quirks, queue_factor=queue_factor)
+    tranche = generate_tranche(
+        rows, skus, seed, zipf, quirks, queue_factor=queue_factor, noise=noise
+    )
     store.put_new(key, to_csv_bytes(tranche.data, quirks))
     if "undated-export" in quirks and UNDATED_EXPORT_KEY not in store.list_keys(DATASETS_PREFIX):
         store.put_new(UNDATED_EXPORT_KEY, to_csv_bytes(tranche.data.head(100)))
     shape = f"Zipf({zipf:g})" if zipf else "even"
     extra = f", quirks: {', '.join(sorted(quirks))}" if quirks else ""
+    extra += f", {noise} noise" if noise != "normal" else ""
     log.info(
         f"wrote {rows} rows over {skus} products ({shape} popularity{extra}) "
         f"to {store.location(key)}"
@@ -241,6 +303,13 @@ if __name__ == "__main__":
         help="inject a quirk of real drops (repeatable)",
     )
     parser.add_argument(
+        "--noise",
+        choices=NOISES,
+        default="normal",
+        help="the noise's shape: normal (as measured), skewed (a right tail of orders waiting "
+        "for stock) or growing (sd growing with orders placed)",
+    )
+    parser.add_argument(
         "--if-empty", action="store_true", help="do nothing if the store holds a tranche"
     )
     args = parser.parse_args()
@@ -255,4 +324,5 @@ if __name__ == "__main__":
             args.zipf,
             args.quirk,
             args.queue_factor,
+            args.noise,
         )

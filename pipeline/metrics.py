@@ -11,6 +11,7 @@ import time
 from bisect import bisect_left
 from datetime import datetime
 from itertools import accumulate
+from wsgiref.simple_server import WSGIServer
 from typing import (
     Any,
     Awaitable,
@@ -25,7 +26,14 @@ from typing import (
 )
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 from prometheus_client.core import HistogramMetricFamily, Metric
 
 from pipeline.registry import ModelMetadata, metadata_extra
@@ -36,8 +44,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-# Estimates run from 0 to about 60 hours; finer where most orders fall.
+# Estimates run from 0 to about 60 hours; finer where most orders fall. Exposed in seconds,
+# Prometheus' base unit (`promtool check metrics` refuses hours): a dashboard divides by 3600.
 HOURS_BUCKETS = (0.5, 1, 2, 4, 8, 12, 16, 24, 36, 48, 72, 96)
+ESTIMATE_BUCKETS = tuple(3600.0 * hours for hours in HOURS_BUCKETS)
 # An estimate takes well under a millisecond in-process; the tail is what matters.
 SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -109,7 +119,7 @@ def orders_range(metadata: ModelMetadata) -> Optional[Tuple[float, float]]:
 
 
 class EstimateHistogram:
-    """A Prometheus histogram of estimates by model version that counts many at once.
+    """A Prometheus histogram of estimates (in seconds) by model version that counts many at once.
 
     Exposed exactly as prometheus-client's Histogram (`_bucket` with `le`, `_count`, `_sum`),
     without `_created`. Bucket counts are kept per bucket (not cumulative) and summed at
@@ -134,17 +144,17 @@ class EstimateHistogram:
         with self._lock:
             self._series.setdefault(model_version, ([0] * len(self._les), [0.0]))
 
-    def observe(self, model_version: str, hours: float) -> None:
+    def observe(self, model_version: str, seconds: float) -> None:
         counts, total = self._series[model_version]
         with self._lock:
-            counts[bisect_left(self.bounds, hours)] += 1  # le: hours <= bound
-            total[0] += hours
+            counts[bisect_left(self.bounds, seconds)] += 1  # le: seconds <= bound
+            total[0] += seconds
 
-    def observe_many(self, model_version: str, hours: np.ndarray) -> None:
+    def observe_many(self, model_version: str, seconds: np.ndarray) -> None:
         """Count every estimate of a batch in one pass."""
-        bins = np.searchsorted(self._bounds_array, hours, side="left")
+        bins = np.searchsorted(self._bounds_array, seconds, side="left")
         added = np.bincount(bins, minlength=len(self._les)).tolist()
-        added_sum = float(hours.sum())
+        added_sum = float(seconds.sum())
         counts, total = self._series[model_version]
         with self._lock:
             for i, n in enumerate(added):
@@ -178,8 +188,8 @@ class ServiceMetrics:
             ["route", "method", "status"], buckets=SECONDS_BUCKETS, registry=self.registry,
         )
         self.estimates = EstimateHistogram(
-            "ttd_estimate_hours", "Estimates served (hours to dispatch), by model version",
-            buckets=HOURS_BUCKETS, registry=self.registry,
+            "ttd_estimate_seconds", "Estimates served (time to dispatch), by model version",
+            buckets=ESTIMATE_BUCKETS, registry=self.registry,
         )
         self.refusals = Counter(
             "ttd_refusals", "Estimate requests refused (4xx), by reason",
@@ -238,7 +248,7 @@ class ServiceMetrics:
     def estimate(self, hours: float, orders_placed: float) -> None:
         """Count one estimate served, and whether its queue lay beyond the training data."""
         if self._version is not None:
-            self.estimates.observe(self._version, hours)
+            self.estimates.observe(self._version, hours * 3600.0)
         if self._range is not None:
             if orders_placed > self._range[1]:
                 self._above.inc()
@@ -248,7 +258,7 @@ class ServiceMetrics:
     def estimate_many(self, hours: np.ndarray, orders_placed: np.ndarray) -> None:
         """Count a batch of estimates as `estimate` counts each, in a few numpy passes."""
         if self._version is not None:
-            self.estimates.observe_many(self._version, hours)
+            self.estimates.observe_many(self._version, hours * 3600.0)
         if self._range is not None:
             above = int(np.count_nonzero(orders_placed > self._range[1]))
             below = int(np.count_nonzero(orders_placed < self._range[0]))
@@ -281,6 +291,17 @@ class ServiceMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def start_metrics_server(metrics: ServiceMetrics, host: str, port: int) -> WSGIServer:
+    """Serve the metrics on a port of their own, from a daemon thread; return its server.
+
+    prometheus-client's own server, so the HTTP server of the API is left alone; scrapes are
+    rare (every 15 to 60 s) and read counters under their locks. It answers any path, and
+    ends with the process.
+    """
+    server, _ = start_http_server(port, addr=host, registry=metrics.registry)
+    return server
 
 
 class MetricsMiddleware:

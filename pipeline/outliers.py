@@ -21,6 +21,7 @@ from pipeline.estimator import (
     grouped_sums,
     line_values,
     posterior,
+    prior_sample,
     row_variances,
 )
 from pipeline.tranche import HOURS, ORDERS, PRODUCT
@@ -122,7 +123,7 @@ def screen_outliers(data: pd.DataFrame, z: float = OUTLIER_Z) -> Screened:
     for _ in range(MAX_ROUNDS):
         left_out = grouped_sums(*rows(np.flatnonzero(excluded)), k)
         sums = Sums(*(a - b for a, b in zip(every, left_out)))
-        prior = fit_prior(sums, start_from=prior)
+        prior = fit_prior(prior_sample(sums), start_from=prior)
         post = posterior(sums, prior)
         kept = ~excluded[sample]
         scaled = _scaled_residuals(rows(sample), excluded[sample], post, prior.noise_var)

@@ -12,17 +12,19 @@ import hashlib
 import hmac
 import io
 import json
-import math
 import secrets
 from datetime import datetime, timezone
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+from typing import Any, Dict, List, NamedTuple, Optional
 
 import joblib
+import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipeline.api_schema import MAX_ORDERS_PLACED
 from pipeline.logs import configure_logger
-from pipeline.model import ProductLinearModel
+from pipeline.model import CatalogueState, ProductLinearModel
+from pipeline.product_codes import ProductCodes
+from pipeline.promise import check_promise_params
 from pipeline.settings import Settings
 from pipeline.store import ObjectTooLargeError, Store, StoreError
 
@@ -43,7 +45,13 @@ class ModelVerificationError(Exception):
 
 
 class ModelMetadata(BaseModel):
-    """What is known about a published model; `extra` keeps fields added by later versions."""
+    """What is known about a published model; `extra` keeps fields added by later versions.
+
+    Only the fields a model's JSON holds are written and signed (`exclude_unset`), so the
+    canonical JSON is the same for the code that wrote a model and any code that reads it.
+    `product_codes` lists the products in models before the catalogue change; since then
+    the codes live in the artifact only, and the metadata counts them (`catalogue`).
+    """
 
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
@@ -54,13 +62,21 @@ class ModelMetadata(BaseModel):
     artifact_format: str
     metrics: Dict[str, float]
     dataset: Dict[str, Any]
-    product_codes: List[str]
+    product_codes: Optional[List[str]] = None
     signature: Optional[str] = None
+
+    def products(self) -> Optional[int]:
+        """How many products the model answers, from either generation of metadata."""
+        if self.product_codes is not None:
+            return len(self.product_codes)
+        count = (metadata_extra(self, "catalogue") or {}).get("products")
+        return int(count) if isinstance(count, int) else None
 
 
 class LoadedModel(NamedTuple):
     model: ProductLinearModel
     metadata: ModelMetadata
+    promise: Optional[Dict[str, Any]] = None  # the artifact's "promise" (None: it has none)
 
 
 def metadata_extra(metadata: ModelMetadata, name: str) -> Any:
@@ -90,20 +106,63 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def serialise_model(model: ProductLinearModel) -> bytes:
+def serialise_model(
+    model: ProductLinearModel, promise: Optional[Dict[str, Any]] = None
+) -> bytes:
+    """Serialise the artifact; `promise` (plain arrays and floats) under its own key.
+
+    Services that predate promises read the lines and ignore the key.
+    """
+    artifact = model.to_artifact()
+    if promise is not None:
+        artifact["promise"] = promise
     buffer = io.BytesIO()
-    joblib.dump(model.to_artifact(), buffer)
+    joblib.dump(artifact, buffer)
     return buffer.getvalue()
 
 
 def metadata_signature(metadata: ModelMetadata, key: bytes) -> str:
     """Return the HMAC-SHA256 of the metadata's canonical JSON, signature field excluded."""
     canonical = json.dumps(
-        metadata.model_dump(mode="json", exclude={"signature"}),
+        metadata.model_dump(mode="json", exclude={"signature"}, exclude_unset=True),
         sort_keys=True,
         separators=(",", ":"),
     )
     return hmac.new(key, canonical.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def signed_metadata(metadata: ModelMetadata, signing_key: Optional[bytes]) -> bytes:
+    """Return the metadata's JSON as published: signed with the key, if there is one."""
+    if signing_key is not None:
+        metadata = metadata.model_copy(
+            update={"signature": metadata_signature(metadata, signing_key)}
+        )
+    return metadata.model_dump_json(indent=2, exclude_unset=True).encode("utf-8")
+
+
+def check_servable(
+    version: str, artifact: bytes, metadata_json: bytes, signing_key: Optional[bytes]
+) -> LoadedModel:
+    """Apply to a model about to be published every check the service applies to load it.
+
+    Sizes against the same TTD_MAX_* settings, the signature, the hash, the format and the
+    parameters: what training publishes, the service loads.
+
+    Raises:
+        ModelVerificationError: what fails, naming the limit or check.
+    """
+    settings = Settings()
+    for what, size, limit, variable in (
+        ("metadata", len(metadata_json), settings.max_metadata_bytes, "TTD_MAX_METADATA_BYTES"),
+        ("artifact", len(artifact), settings.max_artifact_bytes, "TTD_MAX_ARTIFACT_BYTES"),
+    ):
+        if size > limit:
+            raise ModelVerificationError(
+                f"the model's {what} is {size:,} bytes, over {variable} ({limit:,} bytes): "
+                "the service would refuse to load it"
+            )
+    metadata = parse_metadata(metadata_json, version, f"model {version}")
+    return verify_model(metadata, artifact, signing_key, f"model {version}")
 
 
 def publish_model(
@@ -113,14 +172,17 @@ def publish_model(
     metadata: ModelMetadata,
     signing_key: Optional[bytes] = None,
 ) -> str:
-    """Write the artifact, then the metadata that makes it visible; return the metadata key."""
-    if signing_key is not None:
-        metadata = metadata.model_copy(
-            update={"signature": metadata_signature(metadata, signing_key)}
-        )
+    """Write the artifact, then the metadata that makes it visible; return the metadata key.
+
+    Raises:
+        ModelVerificationError: the service would not load it (check_servable): nothing
+            was written.
+    """
+    metadata_json = signed_metadata(metadata, signing_key)
+    check_servable(version, artifact, metadata_json, signing_key)
     store.put_new(metadata.artifact_key, artifact)
     key = metadata_key(version)
-    store.put_new(key, metadata.model_dump_json(indent=2).encode("utf-8"))
+    store.put_new(key, metadata_json)
     return key
 
 
@@ -144,39 +206,33 @@ def check_model_parameters(model: ProductLinearModel) -> None:
     Raises:
         ModelVerificationError: which parameter of which products is out of bounds.
     """
-    codes: Sequence[str] = model.product_codes
     problems = []
     for name, values, bound, unit in (
         ("intercept", model.intercepts, MAX_ABS_INTERCEPT_HOURS, "h"),
         ("slope", model.slopes, MAX_ABS_SLOPE_HOURS_PER_ORDER, "h/order"),
     ):
-        bad = [
-            f"{code} ({value!r})"
-            for code, value in zip(codes, values)
-            if not (math.isfinite(value) and abs(value) <= bound)
-        ]
-        if bad:
-            shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        with np.errstate(invalid="ignore"):
+            bad = np.flatnonzero(~(np.abs(values) <= bound))  # NaN and inf fail too
+        if len(bad):
+            shown = ", ".join(
+                f"{model.product_codes[int(i)]} ({float(values[i])!r})" for i in bad[:5]
+            ) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
             problems.append(f"{name} not finite or beyond ±{bound:,g} {unit} for {shown}")
-    for code, intercept, slope in zip(codes, model.intercepts, model.slopes):
-        if not problems and not math.isfinite(intercept + slope * MAX_ORDERS_PLACED):
-            problems.append(f"estimate at {MAX_ORDERS_PLACED:,} orders is not finite for {code}")
+    if not problems:
+        with np.errstate(over="ignore", invalid="ignore"):
+            at_most = model.intercepts + model.slopes * MAX_ORDERS_PLACED
+        bad = np.flatnonzero(~np.isfinite(at_most))
+        if len(bad):
+            problems.append(
+                f"estimate at {MAX_ORDERS_PLACED:,} orders is not finite for "
+                f"{model.product_codes[int(bad[0])]}"
+            )
     if problems:
         raise ModelVerificationError("parameters out of bounds: " + "; ".join(problems))
 
 
-def read_metadata(store: Store, version: str) -> ModelMetadata:
-    """Read one model's metadata, size-limited and checked to name this model (not verified).
-
-    Raises:
-        ModelVerificationError: too large, not valid metadata, or naming another model.
-        StoreError: the store itself failed.
-    """
-    location = store.location(metadata_key(version))
-    try:
-        raw = store.get_bytes(metadata_key(version), max_bytes=Settings().max_metadata_bytes)
-    except ObjectTooLargeError as exc:
-        raise ModelVerificationError(f"{exc} (TTD_MAX_METADATA_BYTES)") from exc
+def parse_metadata(raw: bytes, version: str, location: str) -> ModelMetadata:
+    """Parse one model's metadata and check it names this model (not verified)."""
     try:
         metadata = ModelMetadata.model_validate_json(raw)
     except ValidationError as exc:
@@ -187,6 +243,20 @@ def read_metadata(store: Store, version: str) -> ModelMetadata:
     if metadata.model_version != version or metadata.artifact_key != artifact_key(version):
         raise ModelVerificationError(f"{location}: metadata names another model")
     return metadata
+
+
+def read_metadata(store: Store, version: str) -> ModelMetadata:
+    """Read one model's metadata, size-limited and checked to name this model (not verified).
+
+    Raises:
+        ModelVerificationError: too large, not valid metadata, or naming another model.
+        StoreError: the store itself failed.
+    """
+    try:
+        raw = store.get_bytes(metadata_key(version), max_bytes=Settings().max_metadata_bytes)
+    except ObjectTooLargeError as exc:
+        raise ModelVerificationError(f"{exc} (TTD_MAX_METADATA_BYTES)") from exc
+    return parse_metadata(raw, version, store.location(metadata_key(version)))
 
 
 def report_key(version: str) -> str:
@@ -207,39 +277,73 @@ def load_model(store: Store, version: str, signing_key: Optional[bytes] = None) 
             the metadata names, not a model this code can read, or its parameters are absurd.
         StoreError: the store itself failed.
     """
-    settings = Settings()
-    location = store.location(metadata_key(version))
     metadata = read_metadata(store, version)
-    if signing_key is not None:
-        if not metadata.signature:
-            raise ModelVerificationError(
-                f"{location}: unsigned, and TTD_SIGNING_KEY is set: refusing to load it"
-            )
-        expected = metadata_signature(metadata, signing_key)
-        if not hmac.compare_digest(metadata.signature, expected):
-            raise ModelVerificationError(
-                f"{location}: signature does not match TTD_SIGNING_KEY: refusing to load it"
-            )
+    where = store.location(metadata_key(version))
+    check_signature(metadata, signing_key, where)
     try:
-        artifact = store.get_bytes(metadata.artifact_key, max_bytes=settings.max_artifact_bytes)
+        artifact = store.get_bytes(
+            metadata.artifact_key, max_bytes=Settings().max_artifact_bytes
+        )
     except StoreError as exc:
-        raise ModelVerificationError(f"{location}: artifact unreadable: {exc}") from exc
+        raise ModelVerificationError(f"{where}: artifact unreadable: {exc}") from exc
+    return verify_model(metadata, artifact, signing_key, store.location(metadata.artifact_key))
+
+
+def check_signature(metadata: ModelMetadata, signing_key: Optional[bytes], where: str) -> None:
+    """With a signing key, refuse metadata that is unsigned or signed with another key."""
+    if signing_key is None:
+        return
+    if not metadata.signature:
+        raise ModelVerificationError(
+            f"{where}: unsigned, and TTD_SIGNING_KEY is set: refusing to load it"
+        )
+    expected = metadata_signature(metadata, signing_key)
+    if not hmac.compare_digest(metadata.signature, expected):
+        raise ModelVerificationError(
+            f"{where}: signature does not match TTD_SIGNING_KEY: refusing to load it"
+        )
+
+
+def verify_model(
+    metadata: ModelMetadata, artifact: bytes, signing_key: Optional[bytes], where: str
+) -> LoadedModel:
+    """Check the signature, the artifact's hash, format and parameters; return the model."""
+    check_signature(metadata, signing_key, where)
     if sha256(artifact) != metadata.artifact_sha256:
         raise ModelVerificationError(
-            f"{store.location(metadata.artifact_key)}: SHA-256 differs from its metadata; "
+            f"{where}: SHA-256 differs from its metadata; "
             "the artifact was altered or corrupted, refusing to load it"
         )
     try:
-        model = ProductLinearModel.from_artifact(joblib.load(io.BytesIO(artifact)))
+        content = joblib.load(io.BytesIO(artifact))
+        model = ProductLinearModel.from_artifact(content)
+        promise = content.get("promise")
+        if promise is not None:
+            check_promise_params(promise, len(model.product_codes))
     except Exception as exc:  # noqa: BLE001 - any unreadable artifact is a verification failure
-        raise ModelVerificationError(
-            f"{store.location(metadata.artifact_key)}: cannot load: {exc}"
-        ) from exc
+        raise ModelVerificationError(f"{where}: cannot load: {exc}") from exc
     try:
         check_model_parameters(model)
     except ModelVerificationError as exc:
-        raise ModelVerificationError(f"{store.location(metadata.artifact_key)}: {exc}") from exc
-    return LoadedModel(model, metadata)
+        raise ModelVerificationError(f"{where}: {exc}") from exc
+    if metadata.product_codes is not None:  # before the catalogue change: state in metadata
+        model = with_listed_catalogue(model, metadata)
+    return LoadedModel(model, metadata, promise)
+
+
+def with_listed_catalogue(model: ProductLinearModel, metadata: ModelMetadata) -> ProductLinearModel:
+    """Give a model of the list format the carried and dropped products its metadata lists."""
+    listed = metadata_extra(metadata, "catalogue") or {}
+    carried = listed.get("carried") or {}
+    dropped = [str(code) for code in listed.get("dropped") or ()]
+    weeks = np.zeros(len(model), np.int16)
+    if carried:
+        at = model.product_codes.find_many([str(code) for code in carried])
+        weeks[at[at >= 0]] = np.asarray(list(carried.values()), np.int16)[at >= 0]
+    state = CatalogueState(
+        weeks, ProductCodes.from_strings(dropped), np.zeros(len(dropped), np.int16)
+    )
+    return ProductLinearModel(model.product_codes, model.intercepts, model.slopes, state)
 
 
 def load_pinned_model(

@@ -4,12 +4,15 @@ Steps:
 1. At start-up, check the port is free, then load the newest published model that verifies
    (or the pinned one; exit non-zero if none), warning when it is not the newest published.
 2. Answer POST /api/v0.1/time_to_dispatch (one order) and .../batch (up to 10,000): validate
-   the request, estimate, respond with the model version that answered. Unknown products and
-   bad fields get a 422 naming the field (and the order's index in a batch). Valid requests
+   the request, estimate, respond with the model version that answered, and, when asked for
+   a promise_probability, the promise calibrated at training. Unknown products and bad
+   fields get a 422 naming the field (and the order's index in a batch); so does a promise
+   asked of a model trained before promises. Valid requests
    take a fast path (pipeline/estimate_endpoints.py); the routes here define every refusal.
 3. Answer GET /health (process alive) and GET /ready (model loaded) for Kubernetes probes,
-   GET /api/v0.1/model (the model served) and GET /metrics (Prometheus) for operators, and
-   /docs from assets the service serves itself (no CDN).
+   GET /api/v0.1/model (the model served) for clients and operators, and /docs from assets
+   the service serves itself (no CDN). GET /metrics (Prometheus) is answered on a port of its
+   own (--metrics-port), which the ingress in front of --port never reaches.
 """
 import errno
 import signal
@@ -22,9 +25,8 @@ from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Sequence,
 import numpy as np
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
-from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from typing_extensions import Annotated
@@ -44,7 +46,12 @@ from pipeline.estimate_endpoints import EstimateFastPath, Served, served
 from pipeline.http_guards import MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, RequestGuard
 from pipeline.http_server import HttpLimits, Parser, serve
 from pipeline.logs import LOG_FORMAT, configure_logger
-from pipeline.metrics import MetricsMiddleware, ServiceMetrics, refusal_reason
+from pipeline.metrics import (
+    MetricsMiddleware,
+    ServiceMetrics,
+    refusal_reason,
+    start_metrics_server,
+)
 from pipeline.registry import (
     MODELS_PREFIX,
     LoadedModel,
@@ -54,6 +61,7 @@ from pipeline.registry import (
     metadata_extra,
     published_versions,
 )
+from pipeline.product_codes import ProductCodes
 from pipeline.store import Store, open_store
 
 log = configure_logger(__name__)
@@ -62,6 +70,7 @@ API_PATH = "/api/v0.1/time_to_dispatch"
 BATCH_PATH = "/api/v0.1/time_to_dispatch/batch"
 BODY_LIMITS = {API_PATH: MAX_BODY_BYTES, BATCH_PATH: MAX_BATCH_BODY_BYTES}
 MODEL_PATH = "/api/v0.1/model"
+METRICS_PORT_OPTION = "--metrics-port N (TTD_METRICS_PORT=N; 0 serves no metrics)"
 DOCS_ASSETS = "/docs-assets"
 SHOWN_VERSIONS = 5
 
@@ -84,7 +93,7 @@ def model_info(loaded: LoadedModel, newest_published: Optional[str], pinned: boo
         created_at=metadata.created_at,
         tranche=metadata.dataset.get("key"),
         rows=metadata.dataset.get("rows_used"),
-        products=len(metadata.product_codes),
+        products=len(loaded.model),
         r2=metadata.metrics.get("r2"),
         mae=metadata.metrics.get("mae"),
         comparison=comparison,
@@ -112,10 +121,10 @@ def create_app(
         loaded = load_model()
         app.state.loaded = loaded
         catalogue = metadata_extra(loaded.metadata, "catalogue") or {}
-        app.state.dropped = frozenset(catalogue.get("dropped", ()))
+        app.state.dropped = loaded.model.catalogue.dropped
         app.state.carry_weeks = catalogue.get("max_carry_weeks")
         app.state.model_info = model_info(loaded, newest_published, pinned)
-        app.state.served = served(loaded.model, loaded.metadata.model_version)
+        app.state.served = served(loaded.model, loaded.metadata.model_version, loaded.promise)
         metrics.set_model(loaded.metadata, app.state.model_info.serving_newest)
         log.info(f"Serving model {loaded.metadata.model_version}")
         yield
@@ -160,7 +169,8 @@ def create_app(
 
     def unknown_product(request: Request, loc: Tuple[Any, ...], code: str) -> Dict[str, Any]:
         """Say whether an unknown product was never ordered or has been dropped."""
-        if code in getattr(request.app.state, "dropped", frozenset()):
+        dropped: Optional[ProductCodes] = getattr(request.app.state, "dropped", None)
+        if dropped is not None and dropped.find(code) >= 0:
             weeks = getattr(request.app.state, "carry_weeks", None)
             msg = (
                 f"product code {code!r} has been dropped: it had no orders in the last "
@@ -175,34 +185,73 @@ def create_app(
             kind = "unknown_product_code"
         return {"loc": loc, "msg": msg, "type": kind, "input": code}
 
-    @app.post(API_PATH, response_model=DispatchEstimate, responses=ERROR_RESPONSES)
+    def no_promises(loc: Tuple[Any, ...], probability: float) -> RequestValidationError:
+        """Refuse a promise asked of a model trained before promises were calibrated."""
+        return RequestValidationError([{
+            "loc": loc,
+            "msg": "the model served has no calibrated promises (it was trained before they "
+            "existed); ask without promise_probability, or retrain",
+            "type": "promise_unavailable",
+            "input": probability,
+        }])
+
+    # Absent fields stay absent: without promise_probability the answer is the two keys.
+    @app.post(API_PATH, response_model=DispatchEstimate, responses=ERROR_RESPONSES,
+              response_model_exclude_none=True)
     async def time_to_dispatch(
         body: DispatchRequest, loaded: ModelDep, request: Request
     ) -> DispatchEstimate:
-        """Estimate the hours until an order of this product is dispatched."""
+        """Estimate the hours until an order of this product is dispatched, and promise them."""
         current: Served = request.app.state.served
-        if not loaded.model.knows(body.product_code):
+        position = current.lines.position(body.product_code)
+        if position < 0:
             raise unknown_products(request, [(("body", "product_code"), body.product_code)])
-        hours = current.lines.estimate_one(body.product_code, body.orders_placed)
+        probability = body.promise_probability
+        if probability is not None and current.promises is None:
+            raise no_promises(("body", "promise_probability"), probability)
+        hours = current.lines.estimate_one(position, body.orders_placed)
         metrics.estimate(hours, body.orders_placed)
-        return DispatchEstimate(est_hours_to_dispatch=hours, model_version=current.model_version)
+        if probability is None:
+            return DispatchEstimate(
+                est_hours_to_dispatch=hours, model_version=current.model_version
+            )
+        return DispatchEstimate(
+            est_hours_to_dispatch=hours,
+            model_version=current.model_version,
+            promise_hours_to_dispatch=current.promise_one(
+                position, body.orders_placed, probability
+            ),
+            promise_probability=probability,
+        )
 
-    @app.post(BATCH_PATH, response_model=BatchEstimates, responses=ERROR_RESPONSES)
+    @app.post(BATCH_PATH, response_model=BatchEstimates, responses=ERROR_RESPONSES,
+              response_model_exclude_none=True)
     async def time_to_dispatch_batch(
         body: BatchRequest, loaded: ModelDep, request: Request
     ) -> BatchEstimates:
         """Estimate many orders at once, in order; one bad order refuses the whole batch."""
         current: Served = request.app.state.served
         codes = [order.product_code for order in body.orders]
-        unknown = current.lines.unknown(codes)
-        if unknown:
+        positions = current.lines.positions(codes)
+        if (positions < 0).any():
+            unknown = [(int(i), codes[i]) for i in np.flatnonzero(positions < 0)]
             raise unknown_products(
                 request, [(("body", "orders", i, "product_code"), code) for i, code in unknown]
             )
+        probability = body.promise_probability
+        if probability is not None and current.promises is None:
+            raise no_promises(("body", "promise_probability"), probability)
         orders_placed = np.array([order.orders_placed for order in body.orders], dtype=float)
-        hours = current.lines.estimate_many([current.lines.index[c] for c in codes], orders_placed)
+        hours = current.lines.estimate_many(positions, orders_placed)
         metrics.estimate_many(hours, orders_placed)
-        return BatchEstimates(model_version=current.model_version, estimates=hours.tolist())
+        if probability is None:
+            return BatchEstimates(model_version=current.model_version, estimates=hours.tolist())
+        return BatchEstimates(
+            model_version=current.model_version,
+            estimates=hours.tolist(),
+            promises=current.promise_many(positions, orders_placed, probability).tolist(),
+            promise_probability=probability,
+        )
 
     @app.get("/health")
     async def health() -> Dict[str, str]:
@@ -220,11 +269,8 @@ def create_app(
         info: ModelInfo = request.app.state.model_info
         return info
 
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics() -> Response:
-        """Expose the metrics in Prometheus' text format."""
-        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
-
+    # No /metrics route here: the metrics are served on a port of their own
+    # (start_metrics_server), which the cluster's ingress never routes to.
     return app
 
 
@@ -295,10 +341,11 @@ def uvicorn_log_config() -> Dict[str, Any]:
     return config
 
 
-def check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int, option: str = "--port N (make run PORT=N)") -> None:
     """Fail now, in one line, if the port is taken, rather than after loading a model.
 
     Binds as uvicorn does (SO_REUSEADDR), so a port in TIME_WAIT is not reported as taken.
+    `option` is how the operator chooses another.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -309,7 +356,7 @@ def check_port_free(host: str, port: int) -> None:
             if exc.errno == errno.EADDRINUSE:
                 raise PortInUseError(
                     f"port {port} on {host} is already in use by another process: stop it, or "
-                    f"choose another port with --port N (make run PORT=N)"
+                    f"choose another port with {option}"
                 ) from exc
             raise PortInUseError(
                 f"cannot listen on {host}:{port}: {exc.strerror or exc}"
@@ -359,10 +406,16 @@ def main(
     http_limits: HttpLimits = HttpLimits(),
     http_parser: Parser = "httptools",
     access_log: bool = False,
+    metrics_port: int = 0,
 ) -> None:
-    """Load the newest verified model (or the pinned one), then serve it until stopped."""
+    """Load the newest verified model (or the pinned one), then serve it until stopped.
+
+    With `metrics_port` (not 0), /metrics is served on that port, not on `port`.
+    """
     log.info("Starting serve-model stage.")
     check_port_free(host, port)
+    if metrics_port:
+        check_port_free(host, metrics_port, METRICS_PORT_OPTION)
     store = open_store(store_uri)
     versions = published_versions(store)
     # Fail here, before binding the port, so a missing model is one clear line and exit 1.
@@ -380,6 +433,11 @@ def main(
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, _note_stop_signal)
     app = create_app(lambda: loaded, newest_published=newest, pinned=bool(model_version))
+    if metrics_port:
+        start_metrics_server(app.state.metrics, host, metrics_port)
+        log.info(f"Metrics on http://{host}:{metrics_port}/metrics (not on port {port})")
+    else:
+        log.info("Metrics are not served: --metrics-port/TTD_METRICS_PORT is 0")
     serve(app, host, port, http_limits, http_parser, uvicorn_log_config(), access_log)
 
 
@@ -394,6 +452,13 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 inside a container")
     parser.add_argument("--port", type=int, default=8000, help="the port to listen on")
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=settings.metrics_port,
+        help="serve /metrics on this port only, never on --port; 0: not at all "
+        "($TTD_METRICS_PORT)",
+    )
+    parser.add_argument(
         "--model-version",
         default=settings.model_version,
         help="serve this published version instead of the newest (a rollback; $TTD_MODEL_VERSION)",
@@ -407,6 +472,8 @@ if __name__ == "__main__":
     with exit_on_failure(log, settings):
         if args.check_port:
             check_port_free(args.host, args.port)
+            if args.metrics_port:
+                check_port_free(args.host, args.metrics_port, METRICS_PORT_OPTION)
             sys.exit(0)
         main(
             args.store,
@@ -417,4 +484,5 @@ if __name__ == "__main__":
             HttpLimits.from_settings(settings),
             settings.http_parser,
             settings.access_log,
+            args.metrics_port,
         )

@@ -64,11 +64,19 @@ class Settings(BaseSettings):
     # A line per request costs about a tenth of a request's time and fills the pod's log;
     # /metrics counts requests by route and status instead. On for debugging a client.
     access_log: bool = Field(False, description="1 logs a line per request (uvicorn's)")
-    # Model metadata is a few kilobytes; anything larger is skipped unread, so that a
-    # planted file cannot exhaust the pod's memory. An artifact is ~50 bytes per product.
+    # /metrics (traffic, refusals, the model served) on a port of its own: Bodywork's Service
+    # and ingress route only the service port, so whoever reaches the API cannot read these.
+    # Prometheus scrapes the pod on this port (deploy/podmonitor.yaml). 0: no metrics.
+    metrics_port: int = Field(8001, ge=0, le=65535, description="port of /metrics; 0: off")
+    # Anything larger is skipped unread, so that a planted file cannot exhaust the pod's
+    # memory; training refuses to publish a model over either (registry.check_servable).
+    # Metadata is about 40 KB whatever the catalogue (codes live in the artifact): 1 MiB is
+    # 25x that. An artifact is about 36 bytes per product with 10-character codes, 90 with
+    # the longest (64): 128 MiB holds 1M products of 64-character codes with a third to
+    # spare, or 3.5M of 10 characters (docs: "A catalogue of a million products").
     max_metadata_bytes: int = Field(1024 * 1024, gt=0, description="larger metadata skipped")
     max_artifact_bytes: int = Field(
-        64 * 1024 * 1024, gt=0, description="larger artifacts skipped"
+        128 * 1024 * 1024, gt=0, description="larger artifacts skipped"
     )
     # Training removes temporary files and unpublished artifacts older than this: longer
     # than any run may take, so a publication in progress is never disturbed.

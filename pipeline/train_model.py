@@ -11,6 +11,8 @@ Steps:
    warning threshold; check the served estimates' logic within what the noise allows.
 6. Carry forward the live model's products missing this week (for a bounded number of weeks).
 7. Score the live model on the same held-out rows; refuse a new model worse beyond tolerance.
+   Calibrate the promises on the held-out rows; warn if their coverage, measured on rows that
+   did not calibrate them, is off beyond sampling noise (pipeline/promise_fit.py).
 8. Publish the artifact, then its metadata (version, metrics, comparison, lineage, profile).
 """
 import hashlib
@@ -29,7 +31,7 @@ import sklearn
 from sklearn.base import clone
 
 from pipeline import drift
-from pipeline.catalogue import MAX_CARRY_WEEKS, carry_forward
+from pipeline.catalogue import MAX_CARRY_WEEKS, MAX_DROPPED_WEEKS, carry_forward
 from pipeline.cli import (
     add_store_argument,
     build_parser,
@@ -51,11 +53,14 @@ from pipeline.leftovers import remove_leftovers
 from pipeline.logs import configure_logger
 from pipeline.model import ARTIFACT_FORMAT
 from pipeline.outliers import screen_outliers
+from pipeline.promise import CHECKED_PROBABILITY, coverage_warning
+from pipeline.promise_fit import build_promise
 from pipeline.registry import (
     LoadedModel,
     ModelMetadata,
     ModelVerificationError,
     artifact_key,
+    check_servable,
     load_live_model,
     metadata_extra,
     new_model_version,
@@ -65,6 +70,7 @@ from pipeline.registry import (
     report_key,
     serialise_model,
     sha256,
+    signed_metadata,
 )
 from pipeline.report import HistoryPoint, ReportInputs, render
 from pipeline.store import S3Store, Store, open_store
@@ -209,7 +215,7 @@ def main(
     fitted_at = time.perf_counter()
     metrics = evaluate(fitted, split.test)
     log.info(
-        f"Trained on {len(split.train)} rows, {len(fitted.product_codes)} products; "
+        f"Trained on {len(split.train)} rows, {len(fitted)} products; "
         f"held-out R²={metrics.r2:.4f}, MAE={metrics.mae:.4f} over {metrics.rows} rows"
     )
     if metrics.r2 < r2_error_threshold:
@@ -226,19 +232,14 @@ def main(
         raise TrainingRefused(
             "model failed its logic checks: " + "; ".join(problems) + "; nothing was published"
         )
-    catalogue = carry_forward(
-        fitted,
-        live.model if live else None,
-        (metadata_extra(live.metadata, "catalogue") or {}).get("carried", {}) if live else {},
-        (metadata_extra(live.metadata, "catalogue") or {}).get("dropped", []) if live else [],
-        max_carry_weeks,
-    )
+    catalogue = carry_forward(fitted, live.model if live else None, max_carry_weeks)
     pooled = int((estimator.rows_ < MIN_ROWS_ALONE).sum())
+    examples = ", ".join(catalogue.newly_dropped_examples)
     log.info(
-        f"Products: {len(fitted.product_codes)} fitted, {pooled} of them pooled toward the "
-        f"catalogue line (fewer than {MIN_ROWS_ALONE} rows); {len(catalogue.carried)} carried "
-        f"forward from the live model; {len(catalogue.newly_dropped)} dropped after "
-        f"{max_carry_weeks} week(s) missing"
+        f"Products: {len(fitted)} fitted, {pooled} of them pooled toward the "
+        f"catalogue line (fewer than {MIN_ROWS_ALONE} rows); {catalogue.carried} carried "
+        f"forward from the live model; {catalogue.newly_dropped} dropped after "
+        f"{max_carry_weeks} week(s) missing" + (f" (e.g. {examples})" if examples else "")
     )
     comparison = _compare(catalogue.model, live, split.test)
     regression = mae_regression(comparison, max_mae_regression) if comparison else None
@@ -246,17 +247,32 @@ def main(
         raise TrainingRefused(f"{regression}; nothing was published (--force publishes anyway)")
     if regression:
         log.warning(f"{regression}; publishing anyway, as --force asks")
+    promise, (promise_coverage,) = build_promise(
+        estimator, catalogue.model.product_codes, split.train, split.test
+    )
+    log.info(
+        f"Promises calibrated on {promise['calibration_rows']} held-out rows; at "
+        f"{CHECKED_PROBABILITY:g}, {promise_coverage.coverage:.1%} of {promise_coverage.rows} "
+        "held-out orders were within theirs (each half under the other half's calibration)"
+    )
+    off = coverage_warning(promise_coverage)
+    if off:
+        warnings.append(off)
+        log.warning(off)
     evaluated = time.perf_counter()
 
     version = new_model_version()
-    artifact = serialise_model(catalogue.model)
+    artifact = serialise_model(catalogue.model, promise)
     metadata = ModelMetadata(
         model_version=version,
         created_at=datetime.now(timezone.utc).isoformat(),
         artifact_key=artifact_key(version),
         artifact_sha256=sha256(artifact),
         artifact_format=ARTIFACT_FORMAT,
-        metrics={"r2": metrics.r2, "mae": metrics.mae, "test_rows": metrics.rows},
+        metrics={
+            "r2": metrics.r2, "mae": metrics.mae, "test_rows": metrics.rows,
+            "promise_coverage": promise_coverage.coverage,
+        },
         dataset={
             "key": key,
             "location": where,
@@ -268,7 +284,6 @@ def main(
             "outliers_dropped": len(screened.outliers),
             "warnings": warnings,
         },
-        product_codes=list(catalogue.model.product_codes),
         thresholds={
             "r2_error": r2_error_threshold,
             "r2_warning": r2_warning_threshold,
@@ -279,11 +294,14 @@ def main(
         run_fingerprint=run,
         report_key=report_key(version),
         catalogue={
-            "fitted": len(fitted.product_codes),
+            "products": len(catalogue.model),
+            "fitted": len(fitted),
             "pooled": pooled,
-            "carried": catalogue.carried,
-            "dropped": catalogue.dropped,
+            "carried_products": catalogue.carried,
+            "dropped_products": catalogue.dropped,
+            "newly_dropped": catalogue.newly_dropped,
             "max_carry_weeks": max_carry_weeks,
+            "max_dropped_weeks": MAX_DROPPED_WEEKS,
         },
         pooling={
             "catalogue_intercept": estimator.catalogue_intercept_,
@@ -301,6 +319,10 @@ def main(
             "evaluate_and_check": round(evaluated - fitted_at, 4),
         },
     )
+    try:  # before anything is written: what the service would refuse is never published
+        check_servable(version, artifact, signed_metadata(metadata, signing_key), signing_key)
+    except ModelVerificationError as exc:
+        raise TrainingRefused(f"{exc}; nothing was published") from exc
     review = review_report(store, metadata, split.test, catalogue.model, warnings)
     store.put_new(report_key(version), review.encode("utf-8"))
     metadata_location = publish_model(store, version, artifact, metadata, signing_key)

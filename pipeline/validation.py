@@ -31,6 +31,8 @@ MIN_SIZE_RATIO = 0.5
 MIN_ROWS_PER_PRODUCT = 3  # at least one product must have a line of its own to learn from
 _TYPED: Dict[str, Any] = {HOURS: "float64", ORDERS: "float64", PRODUCT: str}
 _CHUNK_ROWS = 1_000_000
+_SAMPLE_ROWS = 100_000  # rows read first, to choose how to read the codes
+_MAX_SAMPLE_CATEGORIES = 20_000  # more distinct codes in the sample: read them as text
 _DELIMITERS = {";": "semicolons", "\t": "tabs", "|": "pipes"}
 
 
@@ -55,7 +57,7 @@ def _code_length(series: pd.Series) -> pd.Series:
     A tranche has millions of rows but thousands of codes, so this measures the codes once.
     """
     codes, uniques = _distinct(series)
-    lengths = np.fromiter((len(str(u)) for u in uniques), dtype=np.int64, count=len(uniques))
+    lengths = pd.Index(uniques, dtype=object).astype(str).str.len().to_numpy(dtype=np.int64)
     fine = np.append((lengths >= 1) & (lengths <= MAX_PRODUCT_CODE_LENGTH), True)
     return pd.Series(fine[codes], index=series.index)  # code -1 (null) is not_nullable's
 
@@ -119,13 +121,18 @@ def read_tranche(raw: bytes, lines: Optional[int] = None) -> pd.DataFrame:
 
 
 def _read_typed(raw: bytes, lines: int) -> Optional[pd.DataFrame]:
-    """Read a clean drop into typed columns, codes as categories; None if it is not one.
+    """Read a clean drop into typed columns, codes as sorted categories; None if it is not one.
 
-    pandas turns categories that all look like numbers into numbers ("007" becomes 7): a
-    catalogue of numeric part numbers is then read again with its codes as text, slower.
+    pandas' category parse is the fastest for a catalogue of thousands, but it sorts every
+    chunk's codes in Python: at a million products it took four times the whole read. So a
+    sample of the first rows decides: a wide catalogue's codes are read as text and numbered
+    by hashing. And pandas turns categories that all look like numbers into numbers ("007"
+    becomes 7): such a catalogue is read as text too.
     """
+    sample = pd.read_csv(io.BytesIO(raw), dtype=str, nrows=_SAMPLE_ROWS, encoding="utf-8-sig")
+    wide = PRODUCT in sample and sample[PRODUCT].nunique() > _MAX_SAMPLE_CATEGORIES
     try:
-        return _read_chunks(raw, lines, "category")
+        return _read_chunks(raw, lines, str if wide else "category")
     except _NumericCodes:
         return _read_chunks(raw, lines, str)
 
@@ -134,13 +141,15 @@ def _read_chunks(raw: bytes, lines: int, codes_as: Any) -> Optional[pd.DataFrame
     """Read the file chunk by chunk into preallocated typed arrays.
 
     Peak memory is the file, the final columns and one chunk: pandas' own whole-file read
-    holds every chunk and their concatenation at once.
+    holds every chunk and their concatenation at once. Each chunk's codes are numbered on
+    their own, then across chunks from the chunks' distinct codes, sorted once.
     """
     capacity = lines  # rows can be no more than lines
     hours = np.empty(capacity)
     orders = np.empty(capacity)
     codes = np.empty(capacity, dtype=np.int32)
-    numbers: Dict[str, int] = {}  # product code -> category number, across chunks
+    chunk_ends: List[int] = []
+    distinct: List[np.ndarray] = []
     rows = 0
     reader = pd.read_csv(
         io.BytesIO(raw),
@@ -153,22 +162,33 @@ def _read_chunks(raw: bytes, lines: int, codes_as: Any) -> Optional[pd.DataFrame
             for chunk in reader:
                 if set(chunk.columns) != set(COLUMNS) or len(chunk.columns) != len(COLUMNS):
                     return None
-                chunk_codes, names = _distinct(chunk[PRODUCT])
-                if len(names) and not isinstance(names[0], str):
-                    raise _NumericCodes()
                 end = rows + len(chunk)
                 hours[rows:end] = chunk[HOURS].to_numpy()
                 orders[rows:end] = chunk[ORDERS].to_numpy()
-                renumber = [numbers.setdefault(name, len(numbers)) for name in names]
-                # A missing code (-1) picks the appended -1.
-                codes[rows:end] = np.asarray(renumber + [-1], dtype=np.int32)[chunk_codes]
+                chunk_codes, names = _distinct(chunk[PRODUCT])
+                if len(names) and not isinstance(names[0], str):
+                    raise _NumericCodes()
+                codes[rows:end] = chunk_codes
+                distinct.append(np.asarray(names, dtype=object))
+                chunk_ends.append(end)
                 rows = end
         except (ValueError, TypeError, OverflowError) as exc:
             if isinstance(exc, (pd.errors.ParserError, UnicodeDecodeError)):
                 raise
             return None  # a value that is not a number: the general parse reports it
+    numbers, names = pd.factorize(np.concatenate(distinct) if distinct else np.array([], object))
+    order = np.argsort(np.asarray(names, dtype=object), kind="stable")
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    start = first = 0
+    for end, chunk_names in zip(chunk_ends, distinct):
+        # A missing code (-1) picks the appended -1.
+        renumber = np.append(rank[numbers[first:first + len(chunk_names)]], np.int32(-1))
+        codes[start:end] = renumber[codes[start:end]]
+        start, first = end, first + len(chunk_names)
     products = pd.Categorical.from_codes(  # the numbers were made valid above
-        codes[:rows], categories=pd.Index(list(numbers), dtype=object), validate=False
+        codes[:rows], categories=pd.Index(np.asarray(names, dtype=object)[order], dtype=object),
+        validate=False,
     )
     return pd.DataFrame(
         {HOURS: hours[:rows], ORDERS: orders[:rows], PRODUCT: products}, copy=False
@@ -258,7 +278,7 @@ def _trim_codes(frame: pd.DataFrame) -> Tuple[pd.DataFrame, int]:
     The codes come back as categories, whichever way they were read.
     """
     codes, names = _distinct(frame[PRODUCT])
-    stripped = np.asarray([str(u).strip() for u in names], dtype=object)
+    stripped = np.asarray(pd.Index(names, dtype=object).astype(str).str.strip(), dtype=object)
     changed = stripped != names
     if not changed.any() and isinstance(frame[PRODUCT].dtype, pd.CategoricalDtype):
         return frame, 0  # already one category per code: nothing to rebuild

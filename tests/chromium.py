@@ -1,16 +1,14 @@
 """Headless Chromium for the tests that check what a person sees, installed when missing.
 
 Debian's `chromium` package is installed with apt-get (as root) the first time a test needs
-it; a lock keeps two tox environments from running apt-get at once.
+it (tests/apt.py).
 """
-import fcntl
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import List
 
-LOCK = Path("/tmp/ttd-chromium-install.lock")
+from tests.apt import ensure_program
+
 # No background networking, so the closed network of CI raises no connection errors.
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -21,25 +19,7 @@ FLAGS = [
 
 def ensure_chromium() -> str:
     """Return the path of chromium, installing Debian's package if it is not there."""
-    found = shutil.which("chromium")
-    if found:
-        return found
-    with LOCK.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        found = shutil.which("chromium")
-        if found:
-            return found
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for command in (["apt-get", "update", "-q"],
-                        ["apt-get", "install", "-y", "-q", "chromium"]):
-            result = subprocess.run(command, capture_output=True, text=True, env=env,
-                                    timeout=900)
-            if result.returncode != 0:
-                raise RuntimeError(f"{' '.join(command)} failed: {result.stderr[-2000:]}")
-    found = shutil.which("chromium")
-    if not found:
-        raise RuntimeError("chromium is still missing after apt-get install chromium")
-    return found
+    return ensure_program("chromium", "chromium")
 
 
 def run_chromium(args: List[str], user_data: Path) -> str:

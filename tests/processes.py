@@ -23,9 +23,13 @@ def free_port() -> int:
 
 
 def stage_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """Return an environment with the repo importable, as Bodywork sets PYTHONPATH."""
+    """Return an environment with the repo importable, as Bodywork sets PYTHONPATH.
+
+    No metrics port unless a test asks for one (--metrics-port): services started at once,
+    by tests running in parallel, would all want the default one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TTD_"))}
     env["PYTHONPATH"] = str(REPO)
+    env["TTD_METRICS_PORT"] = "0"
     env.update(extra or {})
     return env
 

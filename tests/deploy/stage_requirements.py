@@ -3,7 +3,12 @@
 `python -m tests.deploy.stage_requirements OUT.txt` writes the pins as a requirements file,
 so that tox can install them before the tests: Bodywork's own `pip install` of them during
 a test then finds them installed, and needs no network.
+
+`python -m tests.deploy.stage_requirements --image` prints the stage image that bodywork.yaml
+must name: its tag is a digest of everything the image is built from, so that a change to
+any of them (a pin, the recipe) needs a new tag, which CI then builds and pushes.
 """
+import hashlib
 import sys
 from pathlib import Path
 from typing import Any, Dict, List
@@ -12,6 +17,14 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent.parent
 BODYWORK_YAML = REPO / "bodywork.yaml"
+IMAGE_REPOSITORY = "bodyworkml/time-to-dispatch-stage"
+# What deploy/Dockerfile copies in, bodywork.yaml aside (only its pins are an input).
+IMAGE_INPUTS = (
+    "deploy/Dockerfile",
+    "deploy/install_stage_image.sh",
+    "deploy/bodywork_requirements.txt",
+    "constraints_bodywork.txt",
+)
 
 
 def load_bodywork_config(path: Path = BODYWORK_YAML) -> Dict[str, Any]:
@@ -33,9 +46,24 @@ def all_stage_requirements(config: Dict[str, Any]) -> List[str]:
     return list(seen)
 
 
+def stage_image(config: Dict[str, Any]) -> str:
+    """Return the image name and tag that the image's inputs and the stages' pins give."""
+    digest = hashlib.sha256()
+    for name in IMAGE_INPUTS:
+        digest.update(name.encode() + b"\0" + (REPO / name).read_bytes() + b"\0")
+    digest.update("\n".join(all_stage_requirements(config)).encode())
+    return f"{IMAGE_REPOSITORY}:py3.12-{digest.hexdigest()[:12]}"
+
+
 def main(argv: List[str]) -> int:
+    if argv == ["--image"]:
+        print(stage_image(load_bodywork_config()))
+        return 0
     if len(argv) != 1:
-        print("usage: python -m tests.deploy.stage_requirements OUT.txt", file=sys.stderr)
+        print(
+            "usage: python -m tests.deploy.stage_requirements OUT.txt | --image",
+            file=sys.stderr,
+        )
         return 2
     pins = all_stage_requirements(load_bodywork_config())
     Path(argv[0]).write_text("".join(f"{pin}\n" for pin in pins), encoding="utf-8")

@@ -96,7 +96,10 @@ def test_the_pipeline_trains_then_serves_from_the_production_bucket() -> None:
     assert train["args"] == [BUCKET]
     assert "batch" in train and train["batch"]["retries"] >= 1
     assert serve["executable_module_path"] == "pipeline/serve_model.py"
-    assert serve["args"] == [BUCKET, "--host", "0.0.0.0", "--port", str(serve["service"]["port"])]
+    assert serve["args"] == [
+        BUCKET, "--host", "0.0.0.0", "--port", str(serve["service"]["port"]),
+        "--metrics-port", "8001",
+    ]
     assert serve["service"]["replicas"] == 2
     assert serve["service"]["ingress"] is True
 

@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 
 import yaml
 
-from tests.deploy.stage_requirements import REPO
+from tests.deploy.stage_requirements import REPO, load_bodywork_config, stage_image
 
 CONFIG = REPO / ".circleci" / "config.yml"
 CRONJOB = REPO / "deploy" / "cronjob.yaml"
@@ -98,8 +98,9 @@ def test_the_test_job_runs_every_tox_environment_but_static() -> None:
 def test_master_only_deploys_with_bodywork_on_python_3_9() -> None:
     config = load_config()
     jobs = workflow_jobs(config)
-    assert set(jobs) == {"static-analysis", "test", "deploy"}
+    assert set(jobs) == {"static-analysis", "test", "stage-image", "deploy"}
     assert jobs["deploy"]["filters"] == {"branches": {"only": "master"}}
+    assert jobs["deploy"]["requires"] == ["stage-image"]
     deploy = config["jobs"]["deploy"]
     assert [image["image"] for image in deploy["docker"]] == ["cimg/python:3.9"]
     install, kubeconfig, deployment = commands(deploy)
@@ -115,3 +116,35 @@ def test_ci_deploys_the_repository_that_the_weekly_cronjob_deploys() -> None:
     container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     url = load_config()["jobs"]["deploy"]["environment"]["BODYWORK_REPO_URL"]
     assert container["args"] == [url, "--branch=master"]
+
+
+def test_master_builds_and_pushes_the_image_bodywork_yaml_names_unless_docker_hub_has_it(
+    tmp_path: Path,
+) -> None:
+    config = load_config()
+    assert workflow_jobs(config)["stage-image"]["filters"] == {"branches": {"only": "master"}}
+    job = config["jobs"]["stage-image"]
+    assert "setup_remote_docker" in job["steps"]
+    [script] = commands(job)
+    assert 'docker build -f deploy/Dockerfile -t "$image" .' in script
+    assert 'docker push "$image"' in script
+    assert script.index('docker manifest inspect "$image"') < script.index("docker build")
+    # The job's own reading of the image name, run against bodywork.yaml.
+    [reading] = [line.strip() for line in script.splitlines() if line.strip().startswith("image=")]
+    named = subprocess.run(
+        ["bash", "-c", f'{reading}; echo "$image"'], cwd=REPO, capture_output=True, text=True,
+        timeout=30,
+    )
+    wanted = load_bodywork_config()["pipeline"]["docker_image"]
+    assert named.stdout.strip() == wanted == stage_image(load_bodywork_config())
+
+
+def test_the_test_job_installs_every_python_that_tox_environments_ask_for() -> None:
+    tox = configparser.ConfigParser()
+    tox.read(REPO / "tox.ini")
+    envs = [env.strip() for env in tox["tox"]["envlist"].split(",")]
+    wanted = {f"{m[1]}.{m[2]}" for env in envs for m in [re.match(r"py(3)(\d+)", env)] if m}
+    run = "\n".join(commands(load_config()["jobs"]["test"]))
+    listed = re.search(r"for version in ([\d. ]+); do", run)
+    assert listed, run
+    assert wanted <= set(listed[1].split()), (wanted, listed[1])

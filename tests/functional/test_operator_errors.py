@@ -94,6 +94,19 @@ def test_a_busy_port_is_one_line_naming_it_and_how_to_choose_another(
     assert f"port {busy_port}" in line and "--port" in line and "PORT=" in line
 
 
+def test_a_busy_metrics_port_is_one_line_naming_it_and_how_to_choose_another(
+    tmp_path: Path, busy_port: int
+) -> None:
+    result = run_stage(
+        ["-m", "pipeline.serve_model", str(tmp_path), "--port", str(free_port()),
+         "--metrics-port", str(busy_port)],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    [line] = error_lines(result.stderr)
+    assert f"port {busy_port}" in line and "--metrics-port" in line and "TTD_METRICS_PORT" in line
+
+
 def test_check_port_only_checks(tmp_path: Path, busy_port: int) -> None:
     busy = run_stage(["-m", "pipeline.serve_model", "--check-port", "--port", str(busy_port)])
     assert busy.returncode == 1 and f"port {busy_port}" in busy.stderr
@@ -144,19 +157,23 @@ def test_a_service_pinned_to_an_older_model_says_so_at_start_and_in_its_metrics(
 ) -> None:
     older = train_model.main(store_with_tranche)
     newest = train_model.main(store_with_tranche, force=True)
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     service = start_service(
         ["-m", "pipeline.serve_model", str(store_with_tranche.root), "--port", str(port),
-         "--model-version", older],
+         "--metrics-port", str(metrics_port), "--model-version", older],
         port,
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        samples = parse_metrics(httpx.get(f"{base}/metrics").text)
+        samples = parse_metrics(httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text)
+        public = httpx.get(f"{base}/metrics")
         info = httpx.get(f"{base}/api/v0.1/model").json()
     finally:
         output = stop_service(service)
     assert value(samples, "ttd_serving_newest_model") == 0
+    assert public.status_code == 404, "the public port must not answer /metrics"
+    assert public.json()["detail"][0]["type"] == "http_404"
+    assert f"Metrics on http://127.0.0.1:{metrics_port}/metrics (not on port {port})" in output
     assert info["pinned"] is True and info["newest_published"] == newest
     warnings = [line for line in output.splitlines() if " - WARNING - " in line]
     assert any(older in line and newest in line for line in warnings), output

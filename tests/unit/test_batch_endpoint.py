@@ -12,7 +12,7 @@ from pipeline.registry import LoadedModel, load_newest_model
 from pipeline.serve_model import API_PATH, BATCH_PATH, create_app
 from pipeline.store import LocalStore
 from tests.scrape import parse_metrics, total, value
-from tests.unit.test_metrics import with_metadata
+from tests.unit.test_metrics import with_dropped
 
 JSON = {"content-type": "application/json"}
 GOOD = {"product_code": "SKU001", "orders_placed": 112}
@@ -122,7 +122,7 @@ def test_hostile_orders_get_a_422_naming_their_index(
 
 
 def test_every_unknown_and_dropped_product_is_named_at_its_index(loaded: LoadedModel) -> None:
-    dropping = with_metadata(loaded, catalogue={"dropped": ["SKU404"], "max_carry_weeks": 4})
+    dropping = with_dropped(loaded, ["SKU404"])
     with TestClient(create_app(lambda: dropping)) as client:
         orders = [GOOD, {"product_code": "SKU999", "orders_placed": 1}, GOOD,
                   {"product_code": "SKU404", "orders_placed": 1}]
@@ -212,12 +212,12 @@ def test_batch_estimates_requests_and_refusals_are_counted(
                                                        "orders_placed": 1}))
     client.post(BATCH_PATH, json={"orders": []})
     client.post(BATCH_PATH, content=b"{}", headers={"content-type": "text/plain"})
-    samples = parse_metrics(client.get("/metrics").text)
-    assert value(samples, "ttd_estimate_hours_count", model_version=version) == 5
-    assert value(samples, "ttd_estimate_hours_sum", model_version=version) == pytest.approx(
-        sum(served))
-    assert value(samples, "ttd_estimate_hours_bucket", model_version=version, le="24.0") == sum(
-        h <= 24 for h in served)
+    samples = parse_metrics(client.app.state.metrics.exposition().decode())  # type: ignore
+    assert value(samples, "ttd_estimate_seconds_count", model_version=version) == 5
+    assert value(samples, "ttd_estimate_seconds_sum", model_version=version) == pytest.approx(
+        3600 * sum(served))
+    assert value(samples, "ttd_estimate_seconds_bucket", model_version=version,
+                 le="86400.0") == sum(h <= 24 for h in served)
     assert value(samples, "ttd_extrapolated_requests_total", side="above") == 1
     name = "ttd_http_requests_total"
     assert value(samples, name, route=BATCH_PATH, method="POST", status="200") == 1

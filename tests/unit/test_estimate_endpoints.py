@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from pipeline.api_schema import DispatchRequest
 from pipeline.estimate_endpoints import ORDER, EstimateFastPath, ServedLines, round_hours, served
@@ -43,7 +43,8 @@ def test_batch_estimates_equal_the_single_estimate_for_random_lines_and_queues()
     orders = [rng.choice([rng.uniform(0, 400), rng.randint(0, 400), rng.uniform(0, 1e6)])
               for _ in picked]
     many = lines.estimate_many(picked, np.asarray(orders, dtype=float)).tolist()
-    assert many == [lines.estimate_one(codes[i], x) for i, x in zip(picked, orders)]
+    assert many == [lines.estimate_one(i, x) for i, x in zip(picked, orders)]
+    assert lines.positions([codes[i] for i in picked]).tolist() == picked
     assert all(np.copysign(1.0, h) == 1.0 for h in many)  # never -0.0
 
 
@@ -64,14 +65,25 @@ def test_batch_estimates_equal_the_single_estimate_for_random_lines_and_queues()
         b'{"product_code": "SKU001", "orders_placed": 1, "product_code": "SKU002"}',
         b'\xef\xbb\xbf{"product_code": "SKU001", "orders_placed": 1}',
         b"[]",
+        b'{"product_code": "SKU001", "orders_placed": 1, "promise_probability": 0.9}',
+        b'{"product_code": "SKU001", "orders_placed": 1, "promise_probability": null}',
+        b'{"product_code": "SKU001", "orders_placed": 1, "promise_probability": 0.5}',
+        b'{"product_code": "SKU001", "orders_placed": 1, "promise_probability": 0.99}',
+        b'{"product_code": "SKU001", "orders_placed": 1, "promise_probability": 0.995}',
+        b'{"product_code": "SKU001", "orders_placed": 1, "promise_probability": 0.49}',
+        b'{"product_code": "SKU001", "orders_placed": 1, "promise_probability": "0.9"}',
+        b'{"product_code": "SKU001", "orders_placed": 1, "promise_probability": true}',
+        b'{"product_code": "SKU001", "orders_placed": 1, "promise_probability": NaN}',
     ],
 )
 def test_the_fast_path_accepts_exactly_what_the_request_model_accepts(body: bytes) -> None:
     def parsed(validate: Any) -> Optional[Dict[str, Any]]:
         try:
-            return dict(validate(body))
+            value = validate(body)
         except ValidationError:
             return None
+        # What the client sent: a field it left out is absent, not a default.
+        return value.model_dump(exclude_unset=True) if isinstance(value, BaseModel) else dict(value)
 
     assert parsed(ORDER.validate_json) == parsed(DispatchRequest.model_validate_json)
 

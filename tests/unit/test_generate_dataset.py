@@ -1,7 +1,9 @@
 from datetime import datetime
 
 import numpy as np
+import pandas as pd
 import pytest
+from scipy import stats
 
 from pipeline import generate_dataset
 from pipeline.generate_dataset import (
@@ -11,6 +13,7 @@ from pipeline.generate_dataset import (
     line_hours,
     product_codes,
     to_csv_bytes,
+    true_quantile,
 )
 from pipeline.store import KeyExistsError, LocalStore
 from pipeline.tranche import COLUMNS, DATASETS_PREFIX, HOURS, ORDERS, PRODUCT
@@ -107,3 +110,57 @@ def test_main_if_empty_adds_a_tranche_only_to_an_empty_store(store: LocalStore) 
     assert generate_dataset.main(store, rows=10, if_empty=True) is not None
     assert generate_dataset.main(store, rows=10, if_empty=True) is None
     assert len(store.list_keys(DATASETS_PREFIX)) == 1
+
+
+def test_normal_noise_draws_exactly_what_the_generator_drew_before_noise_shapes() -> None:
+    # The draws before --noise existed: line plus rng.normal(0, 1, rows), in this order.
+    tranche = generate_tranche(2000, 7, seed=9, noise="normal")
+    rng = np.random.default_rng(9)
+    rng.choice(7, size=2000, p=tranche.products["popularity"].to_numpy())
+    rng.gamma(1.2, 61.0, 2000)
+    line = line_hours(tranche.products, tranche.data)
+    expected = np.clip(line + rng.normal(0.0, 1.0, 2000), 0.0, None).round(3)
+    assert np.array_equal(tranche.data[HOURS].to_numpy(), expected)
+    assert generate_tranche(2000, 7, seed=9).data.equals(tranche.data)
+
+
+@pytest.mark.parametrize("noise", ["normal", "skewed", "growing"])
+@pytest.mark.parametrize("probability", [0.5, 0.9, 0.95])
+def test_each_noise_shape_has_the_true_quantiles_the_generator_reports(
+    noise: str, probability: float
+) -> None:
+    tranche = generate_tranche(200_000, 10, seed=4, noise=noise)
+    data = tranche.data
+    within = data[HOURS] <= true_quantile(tranche.products, data, probability, noise) + 5e-4
+    assert within.mean() == pytest.approx(probability, abs=0.004)
+    busy = data[ORDERS] > data[ORDERS].quantile(0.8)
+    assert within[busy].mean() == pytest.approx(probability, abs=0.01)
+
+
+def test_skewed_noise_has_a_long_right_tail_and_growing_noise_grows_with_the_queue() -> None:
+    def residuals(noise: str) -> pd.DataFrame:
+        tranche = generate_tranche(100_000, 10, seed=5, noise=noise)
+        away = tranche.data[tranche.data[ORDERS] > 40]
+        return away.assign(r=away[HOURS] - line_hours(tranche.products, away))
+
+    skewed = residuals("skewed")["r"]
+    assert abs(skewed.mean()) < 0.02 and skewed.std() == pytest.approx(1.0, rel=0.05)
+    assert float(stats.skew(skewed.to_numpy())) > 1.0
+    assert skewed.quantile(0.95) - skewed.median() > 1.8
+    growing = residuals("growing")
+    quiet = growing[growing[ORDERS] < 60]["r"].std()
+    busy = growing[growing[ORDERS] > 150]["r"].std()
+    assert busy > 2 * quiet
+    assert abs(float(stats.skew(residuals("normal")["r"].to_numpy()))) < 0.1
+
+
+def test_an_unknown_noise_shape_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="unknown noise 'lumpy'"):
+        generate_tranche(10, 1, noise="lumpy")
+
+
+def test_main_writes_a_tranche_with_the_noise_asked_for(store: LocalStore) -> None:
+    key = generate_dataset.main(store, rows=200, seed=3, noise="skewed")
+    assert key is not None
+    expected = to_csv_bytes(generate_tranche(200, 5, seed=3, noise="skewed").data)
+    assert store.get_bytes(key) == expected

@@ -1,11 +1,17 @@
-"""GET /metrics, scraped and parsed as Prometheus would, after real requests to the app."""
+"""The metrics, parsed as Prometheus would, after real requests to the app; and /metrics
+answered on the metrics port only."""
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
+import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from pipeline import train_model
+from pipeline.metrics import ServiceMetrics, start_metrics_server
+from pipeline.model import CatalogueState, ProductLinearModel
+from pipeline.product_codes import ProductCodes
 from pipeline.registry import LoadedModel, ModelMetadata, load_newest_model, metadata_extra
 from pipeline.serve_model import API_PATH, create_app
 from pipeline.store import LocalStore
@@ -18,6 +24,17 @@ def with_metadata(loaded: LoadedModel, **changes: Any) -> LoadedModel:
     """The same model, its metadata changed (extras included), as a later run might write."""
     document: Dict[str, Any] = {**loaded.metadata.model_dump(), **changes}
     return LoadedModel(loaded.model, ModelMetadata.model_validate(document))
+
+
+def with_dropped(loaded: LoadedModel, codes: List[str]) -> LoadedModel:
+    """The same model, as if these products had been dropped by an earlier run."""
+    model = loaded.model
+    state = CatalogueState(
+        model.catalogue.weeks_missing, ProductCodes.from_strings(codes),
+        np.zeros(len(codes), np.int16),
+    )
+    dropping = ProductLinearModel(model.product_codes, model.intercepts, model.slopes, state)
+    return with_metadata(LoadedModel(dropping, loaded.metadata), catalogue={"max_carry_weeks": 4})
 
 
 @pytest.fixture
@@ -39,13 +56,12 @@ def client(loaded: LoadedModel) -> Iterator[TestClient]:
 
 
 def scrape(client: TestClient) -> Dict[Sample, float]:
-    response = client.get("/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    return parse_metrics(response.text)
+    """What the metrics port answers now (test_metrics_are_answered_on_their_own_port...)."""
+    metrics: ServiceMetrics = client.app.state.metrics  # type: ignore[attr-defined]
+    return parse_metrics(metrics.exposition().decode("utf-8"))
 
 
-def test_each_estimate_served_is_counted_once_in_the_hours_histogram_of_its_model(
+def test_each_estimate_served_is_counted_once_in_the_seconds_histogram_of_its_model(
     client: TestClient, loaded: LoadedModel
 ) -> None:
     version = loaded.metadata.model_version
@@ -55,19 +71,19 @@ def test_each_estimate_served_is_counted_once_in_the_hours_histogram_of_its_mode
         for n in (0, 10, 60, 120, 200, 250, 300)
     ]
     after = scrape(client)
-    count = value(after, "ttd_estimate_hours_count", model_version=version)
-    assert count - value(before, "ttd_estimate_hours_count", model_version=version) == 7
-    added = value(after, "ttd_estimate_hours_sum", model_version=version) - value(
-        before, "ttd_estimate_hours_sum", model_version=version
+    count = value(after, "ttd_estimate_seconds_count", model_version=version)
+    assert count - value(before, "ttd_estimate_seconds_count", model_version=version) == 7
+    added = value(after, "ttd_estimate_seconds_sum", model_version=version) - value(
+        before, "ttd_estimate_seconds_sum", model_version=version
     )
-    assert added == pytest.approx(sum(s["est_hours_to_dispatch"] for s in served))
-    within_24h = value(after, "ttd_estimate_hours_bucket", model_version=version, le="24.0")
+    assert added == pytest.approx(3600 * sum(s["est_hours_to_dispatch"] for s in served))
+    within_24h = value(after, "ttd_estimate_seconds_bucket", model_version=version, le="86400.0")
     assert within_24h == sum(s["est_hours_to_dispatch"] <= 24 for s in served)
 
 
 def test_refused_requests_do_not_count_as_estimates(client: TestClient) -> None:
     client.post(API_PATH, json={"product_code": "SKU999", "orders_placed": 1})
-    assert total(scrape(client), "ttd_estimate_hours_count") == 0
+    assert total(scrape(client), "ttd_estimate_seconds_count") == 0
 
 
 @pytest.mark.parametrize(
@@ -100,7 +116,7 @@ def test_refused_requests_do_not_count_as_estimates(client: TestClient) -> None:
 def test_each_refusal_is_counted_once_under_its_reason(
     loaded: LoadedModel, request_kwargs: Dict[str, Any], reason: str
 ) -> None:
-    dropping = with_metadata(loaded, catalogue={"dropped": ["SKU404"], "max_carry_weeks": 4})
+    dropping = with_dropped(loaded, ["SKU404"])
     for client in serve(dropping):
         before = scrape(client)
         response = client.post(API_PATH, **request_kwargs)
@@ -192,3 +208,29 @@ def test_serving_newest_is_1_for_the_newest_model_and_0_when_pinned_to_an_older_
 
 def test_metrics_is_not_part_of_the_api_contract(client: TestClient) -> None:
     assert "/metrics" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_metrics_are_answered_on_their_own_port_and_the_public_port_says_404(
+    client: TestClient, loaded: LoadedModel
+) -> None:
+    client.post(API_PATH, json=ESTIMATE)
+    metrics: ServiceMetrics = client.app.state.metrics  # type: ignore[attr-defined]
+    server = start_metrics_server(metrics, "127.0.0.1", 0)
+    try:
+        response = httpx.get(f"http://127.0.0.1:{server.server_port}/metrics", timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = parse_metrics(response.text)
+    assert value(samples, "ttd_model_info", model_version=loaded.metadata.model_version,
+                 tranche=loaded.metadata.dataset["key"],
+                 created_at=loaded.metadata.created_at) == 1
+    version = loaded.metadata.model_version
+    assert value(samples, "ttd_estimate_seconds_count", model_version=version) == 1
+    public = client.get("/metrics")
+    assert public.status_code == 404
+    assert public.json() == {
+        "detail": [{"loc": ["request"], "msg": "Not Found", "type": "http_404"}]
+    }

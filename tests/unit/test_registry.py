@@ -4,7 +4,7 @@ import os
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import List, Tuple
+from typing import Any, List, Tuple
 
 import pytest
 from fastapi.testclient import TestClient
@@ -26,6 +26,7 @@ from pipeline.registry import (
 )
 from pipeline.serve_model import API_PATH, create_app
 from pipeline.store import LocalStore
+from tests.conftest import put_tranche
 
 
 def test_versions_sort_by_creation_time_and_never_collide() -> None:
@@ -149,8 +150,27 @@ def _publish(store: LocalStore, model: ProductLinearModel) -> str:
             "artifact_sha256": sha256(artifact),
         }
     )
-    publish_model(store, version, artifact, metadata)
+    # Written around publish_model, which would refuse it (check_servable).
+    store.put_new(metadata.artifact_key, artifact)
+    store.put_new(metadata_key(version), metadata.model_dump_json(exclude_unset=True).encode())
     return version
+
+
+def test_publishing_a_model_the_service_would_refuse_writes_nothing(
+    store_with_tranche: LocalStore,
+) -> None:
+    train_model.main(store_with_tranche)
+    good = load_newest_model(store_with_tranche).metadata
+    before = store_with_tranche.list_keys("models/")
+    version = new_model_version()
+    artifact = serialise_model(ProductLinearModel(("SKU001",), (math.nan,), (0.1,)))
+    metadata = good.model_copy(update={
+        "model_version": version, "artifact_key": artifact_key(version),
+        "artifact_sha256": sha256(artifact),
+    })
+    with pytest.raises(ModelVerificationError, match="intercept not finite"):
+        publish_model(store_with_tranche, version, artifact, metadata)
+    assert store_with_tranche.list_keys("models/") == before
 
 
 @pytest.mark.parametrize(
@@ -226,3 +246,20 @@ def test_an_artifact_that_is_a_named_pipe_is_refused_at_once_not_waited_on(
     assert loaded == [good]
     assert f"skipping model {piped}" in caplog.text
     assert "not a regular file (a named pipe); refusing it" in caplog.text
+
+
+def test_training_refuses_a_model_over_a_size_limit_naming_it_and_the_live_model_stays(
+    store_with_tranche: LocalStore, monkeypatch: pytest.MonkeyPatch, tranche: Any
+) -> None:
+    live = train_model.main(store_with_tranche)
+    put_tranche(store_with_tranche, tranche.sample(frac=1.0, random_state=3),
+                datetime(2021, 7, 16, 23))
+    monkeypatch.setenv("TTD_MAX_ARTIFACT_BYTES", "300")
+    keys = store_with_tranche.list_keys("models/")
+    with pytest.raises(train_model.TrainingRefused, match=r"over TTD_MAX_ARTIFACT_BYTES \(300 "):
+        train_model.main(store_with_tranche, force=True)
+    assert store_with_tranche.list_keys("models/") == keys  # not even a report
+    monkeypatch.delenv("TTD_MAX_ARTIFACT_BYTES")
+    with TestClient(create_app(lambda: load_newest_model(store_with_tranche))) as client:
+        response = client.post(API_PATH, json={"product_code": "SKU001", "orders_placed": 9})
+    assert response.json()["model_version"] == live

@@ -23,7 +23,10 @@ def test_train_publishes_a_model_with_its_metadata_and_logs_each_step(
     assert len(metadata["dataset"]["sha256"]) == 64
     assert metadata["dataset"]["rows_used"] == 1000
     assert metadata["dataset"]["train_rows"] + metadata["dataset"]["test_rows"] == 1000
-    assert metadata["product_codes"] == ["SKU001", "SKU002", "SKU003", "SKU004", "SKU005"]
+    assert "product_codes" not in metadata  # they live in the artifact
+    assert metadata["catalogue"]["products"] == 5
+    codes = load_newest_model(store_with_tranche).model.product_codes.tolist()
+    assert codes == ["SKU001", "SKU002", "SKU003", "SKU004", "SKU005"]
     assert set(metadata["library_versions"]) >= {"python", "numpy", "pandas", "joblib"}
     assert set(metadata["timings_seconds"]) == {"load_and_validate", "fit", "evaluate_and_check"}
     assert "git_commit" in metadata

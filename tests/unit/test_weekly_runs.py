@@ -1,13 +1,14 @@
 """Week after week: the live model is the champion, products are carried, drift is named."""
 from datetime import datetime, timedelta
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from pipeline import generate_dataset, train_model
 from pipeline.estimator import PooledLinearRegressor
-from pipeline.registry import load_newest_model, published_versions
+from pipeline.registry import LoadedModel, load_newest_model, published_versions
 from pipeline.serve_model import API_PATH, create_app
 from pipeline.store import LocalStore
 from pipeline.tranche import ORDERS, PRODUCT
@@ -102,14 +103,17 @@ def test_a_missing_product_is_carried_for_a_bounded_number_of_weeks_then_dropped
         train_model.main(store, max_carry_weeks=2)
         loaded = load_newest_model(store)
         catalogue = loaded.metadata.model_extra["catalogue"]  # type: ignore[index]
-        assert catalogue["carried"] == {"SKU005": n}
+        assert catalogue["carried_products"] == 1
+        codes = loaded.model.product_codes.tolist()
+        assert dict(zip(codes, loaded.model.catalogue.weeks_missing.tolist()))["SKU005"] == n
         assert loaded.model.predict_one("SKU005", 90) == first.model.predict_one("SKU005", 90)
     assert "1 carried forward from the live model" in caplog.text
     drop_week(store, 3, without=["SKU005"])
     train_model.main(store, max_carry_weeks=2)
     dropped = load_newest_model(store)
     assert not dropped.model.knows("SKU005")
-    assert dropped.metadata.model_extra["catalogue"]["dropped"] == ["SKU005"]  # type: ignore[index]  # noqa: E501
+    assert dropped.model.catalogue.dropped.tolist() == ["SKU005"]
+    assert dropped.metadata.model_extra["catalogue"]["dropped_products"] == 1  # type: ignore[index]  # noqa: E501
     assert "1 dropped after 2 week(s) missing" in caplog.text
 
     with TestClient(create_app(lambda: load_newest_model(store))) as client:
@@ -134,3 +138,42 @@ def test_longer_queues_this_week_are_named_as_drift_in_the_log_and_metadata(
     shifts = load_newest_model(store).metadata.model_extra["drift"]  # type: ignore[index]
     orders = next(s for s in shifts if s["statistic"] == ORDERS and s["product"] is None)
     assert orders["psi"] > 0.25
+
+
+def test_weeks_over_a_large_catalogue_carry_drop_and_answer_products_as_documented(
+    store: LocalStore,
+) -> None:
+    """50k products: week 2 misses a tenth and adds new ones; week 3 misses the same tenth
+    again. With one week of carry, week 2 answers them (carried) and week 3 says dropped."""
+    codes = [f"P{i:06d}" for i in range(55_000)]
+    first, gone, new = codes[:50_000], codes[:5_000], codes[50_000:]
+
+    def tranche(products: List[str], seed: int) -> pd.DataFrame:
+        data = generate_dataset.generate_tranche(len(products) * 5, 55_000, seed=seed).data
+        data[PRODUCT] = [products[i % len(products)] for i in range(len(data))]
+        return data
+
+    put_tranche(store, tranche(first, 1), week(0))
+    train_model.main(store, max_carry_weeks=1)
+    put_tranche(store, tranche(first[5_000:] + new, 2), week(1))
+    train_model.main(store, max_carry_weeks=1, max_mae_regression=5.0)
+    second = load_newest_model(store)
+    catalogue = second.metadata.model_extra["catalogue"]  # type: ignore[index]
+    assert catalogue["carried_products"] == 5_000 and catalogue["products"] == 55_000
+    put_tranche(store, tranche(first[5_000:] + new, 3), week(2))
+    train_model.main(store, max_carry_weeks=1, max_mae_regression=5.0)
+    third = load_newest_model(store)
+    assert third.metadata.model_extra["catalogue"]["dropped_products"] == 5_000  # type: ignore[index]  # noqa: E501
+
+    def ask(loaded: LoadedModel, code: str) -> Tuple[int, str]:
+        with TestClient(create_app(lambda: loaded)) as client:
+            response = client.post(API_PATH, json={"product_code": code, "orders_placed": 9})
+        body = response.json()
+        return response.status_code, body["detail"][0]["type"] if "detail" in body else "ok"
+
+    assert ask(second, gone[17]) == (200, "ok")  # carried for a week
+    assert ask(second, new[3]) == (200, "ok")
+    assert ask(third, gone[17]) == (422, "dropped_product_code")
+    assert ask(third, new[3]) == (200, "ok") and ask(third, "P999999") == (
+        422, "unknown_product_code"
+    )
