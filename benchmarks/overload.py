@@ -52,6 +52,7 @@ ORDINARY_TIMEOUT = 3.0
 CLOSE_WITHIN = 30.0
 MAX_RSS_MB = 300
 MAX_LOG_LINES = 1000
+METRICS_PORTS: Dict[int, int] = {}  # each server's metrics port, by its service port
 
 
 class Ordinary(NamedTuple):
@@ -97,8 +98,11 @@ def status_mb(pid: int, field: str) -> float:
 
 
 def start(store: Path, parser: str, code: Path) -> Tuple[Service, int]:
+    """Start the service in `code`; its /metrics on a free port (TTD_METRICS_PORT), or, in
+    code from before the metrics port, on the service's own port."""
     port = free_port()
-    env = stage_env({"TTD_HTTP_PARSER": parser})
+    METRICS_PORTS[port] = free_port()
+    env = stage_env({"TTD_HTTP_PARSER": parser, "TTD_METRICS_PORT": str(METRICS_PORTS[port])})
     env["PYTHONPATH"] = str(code)
     service = start_service(
         ["-m", "pipeline.serve_model", str(store), "--port", str(port)], port, env, cwd=code
@@ -131,10 +135,15 @@ def ordinary_requests(port: int, pause: float) -> Ordinary:
 
 
 def overload_lines(port: int) -> str:
-    try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    except httpx.HTTPError as exc:
-        return f"(no /metrics: {type(exc).__name__})"
+    text = ""
+    for where in (METRICS_PORTS[port], port):
+        try:
+            response = httpx.get(f"http://127.0.0.1:{where}/metrics", timeout=5)
+        except httpx.HTTPError:
+            continue
+        if response.status_code == 200:
+            text = response.text
+            break
     wanted = ("ttd_http_overload_total{", "ttd_http_request_body_bytes ")
     lines = [line for line in text.splitlines() if line.startswith(wanted)]
     return "; ".join(lines) or "(no overload metrics: an older server)"

@@ -34,13 +34,19 @@ def store_root(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(store.root)
 
 
+# Each server's metrics port (a free one, not the default 8001), by its service port.
+METRICS_PORTS: Dict[int, int] = {}
+
+
 def _serve(
     store_root: str, parser: str, open_files: Optional[int] = None, **settings: str
 ) -> "tuple[Service, int]":
     port = free_port()
-    env = stage_env(
-        {"TTD_HTTP_PARSER": parser, **{f"TTD_{k.upper()}": v for k, v in settings.items()}}
-    )
+    METRICS_PORTS[port] = free_port()
+    env = stage_env({
+        "TTD_HTTP_PARSER": parser, "TTD_METRICS_PORT": str(METRICS_PORTS[port]),
+        **{f"TTD_{k.upper()}": v for k, v in settings.items()},
+    })
     service = start_service(
         ["-m", "pipeline.serve_model", store_root, "--port", str(port)],
         port,
@@ -153,11 +159,11 @@ def test_stalled_clients_are_dropped_in_bounded_time_and_the_service_keeps_answe
 
 
 def _metric(port: int, name: str) -> float:
-    """Read one sample from /metrics (polled: a connection slot may take a moment to free)."""
+    """Read one sample from /metrics on the metrics port of the server on `port`."""
     deadline = time.monotonic() + 10
     while True:
         try:
-            response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+            response = httpx.get(f"http://127.0.0.1:{METRICS_PORTS[port]}/metrics", timeout=10)
             if response.status_code == 200:
                 break
         except httpx.TransportError:
