@@ -29,11 +29,18 @@ class ProductCodes:
 
     @classmethod
     def from_strings(cls, codes: Iterable[str]) -> "ProductCodes":
-        encoded = [str(code).encode("utf-8") for code in codes]
-        lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
-        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        texts = [str(code) for code in codes]
+        joined = "".join(texts)
+        if joined.isascii():  # one encode for all: a character is a byte
+            lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+            data = joined.encode("ascii")
+        else:
+            encoded = [text.encode("utf-8") for text in texts]
+            lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+            data = b"".join(encoded)
+        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
+        return cls(np.frombuffer(data, dtype=np.uint8), offsets)
 
     @classmethod
     def of(cls, codes: Union["ProductCodes", Iterable[str]]) -> "ProductCodes":
