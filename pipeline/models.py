@@ -19,14 +19,14 @@ from pipeline.cli import (
     stage_settings,
 )
 from pipeline.logs import configure_logger
-from pipeline.registry import (
+from pipeline.registry.models import (
     ModelVerificationError,
     load_model,
     metadata_extra,
     published_versions,
     read_metadata,
 )
-from pipeline.store import Store, open_store
+from pipeline.registry.store import Store, open_store
 
 log = configure_logger(__name__)
 

@@ -7,8 +7,8 @@ from matplotlib.image import imread
 
 from pipeline import train_model
 from pipeline.generate_dataset import generate_tranche
-from pipeline.registry import report_key
-from pipeline.store import LocalStore
+from pipeline.registry.models import report_key
+from pipeline.registry.store import LocalStore
 from tests.chromium import run_chromium
 from tests.conftest import put_tranche
 

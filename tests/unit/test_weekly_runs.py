@@ -7,11 +7,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipeline import generate_dataset, train_model
-from pipeline.estimator import PooledLinearRegressor
-from pipeline.registry import LoadedModel, load_newest_model, published_versions
+from pipeline.modelling.estimator import PooledLinearRegressor
+from pipeline.registry.models import LoadedModel, load_newest_model, published_versions
 from pipeline.serve_model import API_PATH, create_app
-from pipeline.store import LocalStore
-from pipeline.tranche import ORDERS, PRODUCT
+from pipeline.registry.store import LocalStore
+from pipeline.data.tranche import ORDERS, PRODUCT
 from tests.conftest import put_tranche
 
 FIRST_WEEK = datetime(2021, 7, 9, 23)
