@@ -3,10 +3,7 @@ the connections waiting for request headers, oldest first, to be shed at the cap
 """
 import asyncio
 from collections import OrderedDict
-from typing import (
-    Any,
-    Callable,
-)
+from typing import Any, Callable, Tuple
 
 from typing_extensions import Protocol
 
@@ -29,6 +26,8 @@ from pipeline.service.http_limits import (
     error_body,
     filtered_logger,
 )
+
+Header = Tuple[bytes, bytes]
 
 log = configure_logger(__name__)
 filtered_logger(__name__)  # the closures an attack can repeat are rate-limited
@@ -104,6 +103,17 @@ class Overload:
         return False
 
 
+async def _send_closing(send: Send, status: int, body: bytes, *headers: Header) -> None:
+    """Answer a refusal in the API's JSON shape, closing the connection after it."""
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()), *headers, CLOSE_HEADER],
+    })
+    await send({"type": "http.response.body", "body": body})
+
+
 async def _refuse_body(send: Send, size: int, budget: BodyBudget) -> None:
     log.warning(
         "Refused a request body (503): %d bytes would pass the memory budget of %d "
@@ -111,19 +121,7 @@ async def _refuse_body(send: Send, size: int, budget: BodyBudget) -> None:
         size,
         budget.limit,
     )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(BODY_BUDGET_FULL)).encode()),
-                RETRY_AFTER,
-                CLOSE_HEADER,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": BODY_BUDGET_FULL})
+    await _send_closing(send, 503, BODY_BUDGET_FULL, RETRY_AFTER)
 
 
 async def _refuse_ambiguous(send: Send) -> None:
@@ -132,19 +130,7 @@ async def _refuse_ambiguous(send: Send) -> None:
         "a request may carry Content-Length or Transfer-Encoding, not both, "
         "and Content-Length once"
     )
-    body = error_body(400, message)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 400,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                CLOSE_HEADER,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await _send_closing(send, 400, error_body(400, message))
 
 
 async def _streamed_within_budget(
