@@ -12,8 +12,11 @@ Steps:
 6. Carry forward the live model's products missing this week (for a bounded number of weeks).
 7. Score the live model on the same held-out rows; refuse a new model worse beyond tolerance.
    Calibrate the promises on the held-out rows; warn if their coverage, measured on rows that
-   did not calibrate them, is off beyond sampling noise (pipeline/promise_fit.py).
-8. Publish the artifact, then its metadata (version, metrics, comparison, lineage, profile).
+   did not calibrate them, is off beyond sampling noise (pipeline/promise_fit.py). Add both
+   models' promise coverage at 0.9 on the same rows to the comparison: the live model's is
+   how last week's promises held on this week.
+8. Publish the review report (with both models' promise calibration), the artifact, then its
+   metadata (version, metrics, comparison, lineage, profile).
 """
 import hashlib
 import platform
@@ -21,7 +24,7 @@ import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import joblib
 import numpy as np
@@ -53,8 +56,21 @@ from pipeline.leftovers import remove_leftovers
 from pipeline.logs import configure_logger
 from pipeline.model import ARTIFACT_FORMAT
 from pipeline.outliers import screen_outliers
-from pipeline.promise import CHECKED_PROBABILITY, coverage_warning
-from pipeline.promise_fit import build_promise
+from pipeline.promise import (
+    CHECKED_PROBABILITY,
+    REPORT_PROBABILITIES,
+    Calibration,
+    coverage_warning,
+)
+from pipeline.promise_fit import (
+    calibrate,
+    calibration_of,
+    held_out_within,
+    orders_quintiles,
+    promise_comparison,
+    promise_shape,
+    served_within,
+)
 from pipeline.registry import (
     LoadedModel,
     ModelMetadata,
@@ -247,14 +263,21 @@ def main(
         raise TrainingRefused(f"{regression}; nothing was published (--force publishes anyway)")
     if regression:
         log.warning(f"{regression}; publishing anyway, as --force asks")
-    promise, (promise_coverage,) = build_promise(
-        estimator, catalogue.model.product_codes, split.train, split.test
-    )
+    codes = catalogue.model.product_codes
+    shape = promise_shape(estimator, codes, split.train)
+    promise = calibrate(shape, estimator, codes, split.test)
+    held = held_out_within(shape, estimator, codes, split.test, REPORT_PROBABILITIES)
+    promise_coverage = held.coverages()[REPORT_PROBABILITIES.index(CHECKED_PROBABILITY)]
     log.info(
         f"Promises calibrated on {promise['calibration_rows']} held-out rows; at "
         f"{CHECKED_PROBABILITY:g}, {promise_coverage.coverage:.1%} of {promise_coverage.rows} "
         "held-out orders were within theirs (each half under the other half's calibration)"
     )
+    live_held = served_within(live.model, live.promise, split.test, REPORT_PROBABILITIES) \
+        if live is not None and live.promise is not None else None
+    if live is not None and comparison and comparison["rows"]:
+        comparison.update(promise_comparison(held, live.model, split.test, live_held))
+        _log_promise_comparison(comparison)
     off = coverage_warning(promise_coverage)
     if off:
         warnings.append(off)
@@ -262,6 +285,11 @@ def main(
     evaluated = time.perf_counter()
 
     version = new_model_version()
+    quintile, labels = orders_quintiles(split.test)
+    calibrations = [calibration_of("this model", version, held, quintile, labels)]
+    if live is not None and live_held is not None:
+        calibrations.append(calibration_of("live model", live.metadata.model_version, live_held,
+                                           quintile, labels))
     artifact = serialise_model(catalogue.model, promise)
     metadata = ModelMetadata(
         model_version=version,
@@ -323,7 +351,7 @@ def main(
         check_servable(version, artifact, signed_metadata(metadata, signing_key), signing_key)
     except ModelVerificationError as exc:
         raise TrainingRefused(f"{exc}; nothing was published") from exc
-    review = review_report(store, metadata, split.test, catalogue.model, warnings)
+    review = review_report(store, metadata, split.test, catalogue.model, warnings, calibrations)
     store.put_new(report_key(version), review.encode("utf-8"))
     metadata_location = publish_model(store, version, artifact, metadata, signing_key)
     signed = "signed" if signing_key else "unsigned (no TTD_SIGNING_KEY)"
@@ -363,6 +391,7 @@ def review_report(
     test: pd.DataFrame,
     model: Any,
     warnings: List[str],
+    calibrations: Sequence[Calibration] = (),
     history_length: int = 10,
 ) -> str:
     """Return the HTML review report of a model about to be published."""
@@ -388,6 +417,7 @@ def review_report(
             drift=extra.get("drift") or [],
             history=history,
             warnings=warnings,
+            calibrations=list(calibrations),
         )
     )
 
@@ -432,6 +462,17 @@ def _compare(
         f"challenger: MAE={comparison['new_mae']:.4f}, R²={comparison['new_r2']:.4f}"
     )
     return comparison
+
+
+def _log_promise_comparison(comparison: Dict[str, Any]) -> None:
+    live, new = comparison["live_promise_coverage"], comparison["new_promise_coverage"]
+    shown = "no promises (trained before them)" if live is None else f"{live:.1%}"
+    log.info(
+        f"Promises at {CHECKED_PROBABILITY:g} on the same {comparison['rows']} held-out rows: "
+        f"champion {comparison['live_version']}'s held for {shown}; the challenger's for "
+        + (f"{new:.1%}" if new is not None else "none") + " (each half under the other's "
+        "calibration)"
+    )
 
 
 if __name__ == "__main__":

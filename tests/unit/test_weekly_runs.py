@@ -39,10 +39,16 @@ def test_the_second_weeks_model_records_how_the_live_one_did_on_the_new_week(
     comparison = load_newest_model(store).metadata.model_extra["comparison"]  # type: ignore[index]
     assert load_newest_model(store).metadata.model_version == second
     assert comparison["live_version"] == first
-    assert set(comparison) == {"live_version", "live_mae", "live_r2", "new_mae", "new_r2", "rows"}
+    assert set(comparison) == {"live_version", "live_mae", "live_r2", "new_mae", "new_r2", "rows",
+                               "live_promise_coverage", "new_promise_coverage"}
     assert comparison["rows"] == load_newest_model(store).metadata.metrics["test_rows"]
     assert 0.5 < comparison["live_mae"] < 1.0 and 0.5 < comparison["new_mae"] < 1.0
+    # 398 rows: a share of 0.9 has a sampling sd of 1.5 points.
+    assert 0.84 < comparison["live_promise_coverage"] < 0.96
+    assert 0.84 < comparison["new_promise_coverage"] < 0.96
     assert f"Champion {first} on this week's" in caplog.text
+    assert f"Promises at 0.9 on the same {comparison['rows']} held-out rows: champion {first}'s" \
+        in caplog.text
 
 
 def test_a_worse_challenger_is_refused_naming_both_maes_and_the_live_model_stays(
