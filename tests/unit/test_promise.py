@@ -1,5 +1,5 @@
 from functools import lru_cache
-from typing import Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -166,7 +166,9 @@ def test_last_weeks_promises_hold_on_the_week_that_followed_over_50_real_shaped_
     """The weekly comparison's two coverages, as train_model computes them, for 50 pairs of
     1,000-row weeks of 5 products: right on average, and rarely warned about (never refused:
     a warning is all coverage_warning can give)."""
-    live_found, new_found, warned = [], [], 0
+    live_found: List[Optional[float]] = []
+    new_found: List[Optional[float]] = []
+    warned = 0
     for seed in range(50):
         live_fit, _, live_split = fitted(1000, 5, 200 + seed)
         live_codes = [str(c) for c in live_fit.product_codes_]
@@ -183,8 +185,9 @@ def test_last_weeks_promises_hold_on_the_week_that_followed_over_50_real_shaped_
         (at_checked,) = [c for c in new.coverages() if c.probability == 0.9]
         assert at_checked.coverage == comparison["new_promise_coverage"]
         warned += coverage_warning(at_checked) is not None
-    assert np.mean(live_found) == pytest.approx(0.9, abs=0.03)
-    assert np.mean(new_found) == pytest.approx(0.9, abs=0.03)
+    assert None not in live_found + new_found
+    assert np.mean(np.array(live_found, dtype=float)) == pytest.approx(0.9, abs=0.03)
+    assert np.mean(np.array(new_found, dtype=float)) == pytest.approx(0.9, abs=0.03)
     assert warned <= 3
 
 
