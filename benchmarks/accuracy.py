@@ -19,10 +19,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.estimator import PooledLinearRegressor  # noqa: E402
-from pipeline.evaluation import split_by_product  # noqa: E402
+from pipeline.modelling.estimator import PooledLinearRegressor  # noqa: E402
+from pipeline.modelling.evaluation import split_by_product  # noqa: E402
 from pipeline.generate_dataset import best_estimate, generate_tranche  # noqa: E402
-from pipeline.tranche import HOURS, ORDERS, PRODUCT  # noqa: E402
+from pipeline.data.tranche import HOURS, ORDERS, PRODUCT  # noqa: E402
 
 
 class Case(NamedTuple):

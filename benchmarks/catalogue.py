@@ -24,14 +24,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pipeline.generate_dataset import generate_tranche, to_csv_bytes  # noqa: E402
-from pipeline.registry import (  # noqa: E402
+from pipeline.registry.models import (  # noqa: E402
     artifact_key,
     metadata_key,
     published_versions,
     read_metadata,
 )
-from pipeline.store import LocalStore  # noqa: E402
-from pipeline.tranche import PRODUCT, tranche_key  # noqa: E402
+from pipeline.registry.store import LocalStore  # noqa: E402
+from pipeline.data.tranche import PRODUCT, tranche_key  # noqa: E402
 from tests.processes import free_port, stage_env, start_service, stop_service  # noqa: E402
 
 MEASURE = (

@@ -6,7 +6,7 @@ any FastAPI service with this contract costs before it does anything of its own.
 """
 from fastapi import FastAPI
 
-from pipeline.api_schema import DispatchEstimate, DispatchRequest
+from pipeline.service.api_schema import DispatchEstimate, DispatchRequest
 
 API_PATH = "/api/v0.1/time_to_dispatch"  # not imported from serve_model: the floor stays bare
 CONSTANT = DispatchEstimate(est_hours_to_dispatch=1.0, model_version="floor")

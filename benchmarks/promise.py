@@ -25,12 +25,16 @@ from scipy.stats import norm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.estimator import PooledLinearRegressor  # noqa: E402
-from pipeline.evaluation import split_by_product  # noqa: E402
+from pipeline.modelling.estimator import PooledLinearRegressor  # noqa: E402
+from pipeline.modelling.evaluation import split_by_product  # noqa: E402
 from pipeline.generate_dataset import generate_tranche, true_quantile  # noqa: E402
-from pipeline.promise import Promises, coverage_warning  # noqa: E402
-from pipeline.promise_fit import fit_promise, held_out_coverage, promise_shape  # noqa: E402
-from pipeline.tranche import HOURS, ORDERS, PRODUCT  # noqa: E402
+from pipeline.artifact.promise import Promises, coverage_warning  # noqa: E402
+from pipeline.modelling.promise_fit import (  # noqa: E402
+    fit_promise,
+    held_out_coverage,
+    promise_shape,
+)
+from pipeline.data.tranche import HOURS, ORDERS, PRODUCT  # noqa: E402
 
 LEVELS = (0.5, 0.9, 0.95)
 BUCKETS = ((1, 2, "<3"), (3, 9, "3-9"), (10, 49, "10-49"), (50, 10**9, "50+"))

@@ -35,8 +35,8 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline.registry import load_newest_model  # noqa: E402
-from pipeline.store import LocalStore  # noqa: E402
+from pipeline.registry.models import load_newest_model  # noqa: E402
+from pipeline.registry.store import LocalStore  # noqa: E402
 from tests.processes import Service, free_port, stage_env, start_service, stop_service  # noqa: E402
 
 API = "/api/v0.1/time_to_dispatch"

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline import generate_dataset, train_model  # noqa: E402
 from pipeline.generate_dataset import product_codes  # noqa: E402
-from pipeline.store import LocalStore  # noqa: E402
+from pipeline.registry.store import LocalStore  # noqa: E402
 from tests.processes import free_port, start_service, stop_service  # noqa: E402
 
 API = "/api/v0.1/time_to_dispatch"

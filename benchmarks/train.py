@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pipeline.generate_dataset import generate_tranche, to_csv_bytes  # noqa: E402
-from pipeline.store import LocalStore  # noqa: E402
-from pipeline.tranche import tranche_key  # noqa: E402
+from pipeline.registry.store import LocalStore  # noqa: E402
+from pipeline.data.tranche import tranche_key  # noqa: E402
 
 SKUS = 10_000
 # Runs a command as a child and prints its wall time and max RSS (KiB), measured by the OS.

@@ -32,8 +32,8 @@ from pipeline.cli import (
     stage_settings,
 )
 from pipeline.logs import configure_logger
-from pipeline.store import Store, open_store
-from pipeline.tranche import (
+from pipeline.registry.store import Store, open_store
+from pipeline.data.tranche import (
     DATASETS_PREFIX,
     HOURS,
     ORDERS,

@@ -20,15 +20,15 @@ from pipeline.cli import (
     stage_settings,
 )
 from pipeline.logs import configure_logger
-from pipeline.promise import CHECKED_PROBABILITY
-from pipeline.registry import (
+from pipeline.artifact.promise import CHECKED_PROBABILITY
+from pipeline.registry.models import (
     ModelVerificationError,
     load_model,
     metadata_extra,
     published_versions,
     read_metadata,
 )
-from pipeline.store import Store, open_store
+from pipeline.registry.store import Store, open_store
 
 log = configure_logger(__name__)
 

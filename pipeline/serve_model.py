@@ -8,7 +8,7 @@ Steps:
    a promise_probability, the promise calibrated at training. Unknown products and bad
    fields get a 422 naming the field (and the order's index in a batch); so does a promise
    asked of a model trained before promises. Valid requests
-   take a fast path (pipeline/estimate_endpoints.py); the routes here define every refusal.
+   take a fast path (pipeline/service/estimate_endpoints.py); the routes here define every refusal.
 3. Answer GET /health (process alive) and GET /ready (model loaded) for Kubernetes probes,
    GET /api/v0.1/model (the model served) for clients and operators, and /docs from assets
    the service serves itself (no CDN). GET /metrics (Prometheus) is answered on a port of its
@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from typing_extensions import Annotated
 
-from pipeline.api_schema import (
+from pipeline.service.api_schema import (
     ERROR_RESPONSES,
     BatchEstimates,
     BatchRequest,
@@ -42,17 +42,17 @@ from pipeline.api_schema import (
     Readiness,
 )
 from pipeline.cli import add_store_argument, build_parser, exit_on_failure, stage_settings
-from pipeline.estimate_endpoints import EstimateFastPath, Served, served
-from pipeline.http_guards import MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, RequestGuard
-from pipeline.http_server import HttpLimits, Parser, serve
+from pipeline.service.estimate_endpoints import EstimateFastPath, Served, served
+from pipeline.service.http_guards import MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, RequestGuard
+from pipeline.service.http_server import HttpLimits, Parser, serve
 from pipeline.logs import LOG_FORMAT, configure_logger
-from pipeline.metrics import (
+from pipeline.service.metrics import (
     MetricsMiddleware,
     ServiceMetrics,
     refusal_reason,
     start_metrics_server,
 )
-from pipeline.registry import (
+from pipeline.registry.models import (
     MODELS_PREFIX,
     LoadedModel,
     ModelVerificationError,
@@ -61,8 +61,8 @@ from pipeline.registry import (
     metadata_extra,
     published_versions,
 )
-from pipeline.product_codes import ProductCodes
-from pipeline.store import Store, open_store
+from pipeline.artifact.product_codes import ProductCodes
+from pipeline.registry.store import Store, open_store
 
 log = configure_logger(__name__)
 
@@ -323,7 +323,7 @@ def uvicorn_log_config() -> Dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": {"format": LOG_FORMAT}},
-        "filters": {"repeats": {"()": "pipeline.http_server.RepeatFilter"}},
+        "filters": {"repeats": {"()": "pipeline.service.http_server.RepeatFilter"}},
         "handlers": {
             "default": {"class": "logging.StreamHandler", "formatter": "default"},
         },

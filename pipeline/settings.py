@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     # SIGTERM, idle keep-alive connections are kept open for drain_grace seconds so that a
     # request already on its way is still answered (with Connection: close).
     # httptools is uvicorn's faster parser (C, llhttp); h11 stays selectable, as every guard
-    # in pipeline/http_server.py works with both.
+    # in pipeline/service/http_server.py works with both.
     http_parser: Literal["h11", "httptools"] = Field("httptools", description="HTTP parser")
     http_header_timeout: float = Field(10.0, gt=0, description="seconds to send headers")
     http_body_timeout: float = Field(10.0, gt=0, description="seconds to send a body")

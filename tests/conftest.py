@@ -7,9 +7,9 @@ import pytest
 
 from pipeline import train_model
 from pipeline.generate_dataset import generate_tranche, to_csv_bytes
-from pipeline.registry import LoadedModel, load_newest_model
-from pipeline.store import LocalStore
-from pipeline.tranche import tranche_key
+from pipeline.registry.models import LoadedModel, load_newest_model
+from pipeline.registry.store import LocalStore
+from pipeline.data.tranche import tranche_key
 
 TRANCHE_DATE = datetime(2021, 7, 9, 23, 0, 0)
 

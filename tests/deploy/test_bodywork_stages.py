@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 
 from pipeline.generate_dataset import best_estimate, generate_tranche, to_csv_bytes
-from pipeline.tranche import ORDERS, PRODUCT
+from pipeline.data.tranche import ORDERS, PRODUCT
 from tests.deploy.stage_requirements import REPO, load_bodywork_config
 from tests.seaweedfs import S3Server, make_bucket, running_seaweedfs
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from pipeline import generate_dataset, train_model
-from pipeline.store import LocalStore
+from pipeline.registry.store import LocalStore
 from tests.processes import free_port, start_service, stop_service
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from pipeline import generate_dataset, train_model
 from pipeline.serve_model import API_PATH
-from pipeline.store import LocalStore
+from pipeline.registry.store import LocalStore
 from tests.processes import Service, free_port, stage_env, start_service, stop_service
 
 PARSERS = ["h11", "httptools"]

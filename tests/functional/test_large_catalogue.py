@@ -6,9 +6,9 @@ from pathlib import Path
 import httpx
 
 from pipeline.generate_dataset import generate_tranche
-from pipeline.registry import metadata_key, published_versions
-from pipeline.store import LocalStore
-from pipeline.tranche import PRODUCT
+from pipeline.registry.models import metadata_key, published_versions
+from pipeline.registry.store import LocalStore
+from pipeline.data.tranche import PRODUCT
 from tests.conftest import put_tranche
 from tests.processes import free_port, run_stage, start_service, stop_service
 

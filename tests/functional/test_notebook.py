@@ -6,7 +6,7 @@ import pytest
 from nbclient import NotebookClient
 
 from pipeline import generate_dataset
-from pipeline.store import LocalStore
+from pipeline.registry.store import LocalStore
 from tests.processes import REPO
 
 NOTEBOOK = REPO / "notebooks" / "time_to_dispatch_exploration.ipynb"

@@ -14,7 +14,7 @@ import pytest
 
 from pipeline import train_model
 from pipeline.settings import Settings
-from pipeline.store import LocalStore
+from pipeline.registry.store import LocalStore
 from tests.processes import REPO, free_port, run_stage, stage_env, start_service, stop_service
 from tests.scrape import parse_metrics, value
 

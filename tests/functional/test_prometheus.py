@@ -18,7 +18,7 @@ import yaml
 
 from pipeline import train_model
 from pipeline.serve_model import API_PATH, BATCH_PATH
-from pipeline.store import LocalStore
+from pipeline.registry.store import LocalStore
 from tests.apt import ensure_program
 from tests.processes import REPO, Service, free_port, start_service, stop_service
 

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from pipeline import generate_dataset, train_model
-from pipeline.registry import metadata_key, new_model_version
-from pipeline.store import LocalStore, Store, open_store
+from pipeline.registry.models import metadata_key, new_model_version
+from pipeline.registry.store import LocalStore, Store, open_store
 from tests.processes import REPO, free_port, stage_env, start_service, stop_service
 
 HUGE_BYTES = 100 * 1024 * 1024

@@ -10,10 +10,10 @@ from matplotlib.image import imread
 
 from pipeline import train_model
 from pipeline.generate_dataset import generate_tranche
-from pipeline.promise import REPORT_PROBABILITIES
-from pipeline.registry import report_key
-from pipeline.report import CALIBRATION_TITLE, QUINTILE_TITLE
-from pipeline.store import LocalStore
+from pipeline.artifact.promise import REPORT_PROBABILITIES
+from pipeline.registry.models import report_key
+from pipeline.registry.store import LocalStore
+from pipeline.training.report import CALIBRATION_TITLE, QUINTILE_TITLE
 from tests.chromium import run_chromium
 from tests.conftest import put_tranche
 

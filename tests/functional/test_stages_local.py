@@ -4,8 +4,8 @@ from pathlib import Path
 
 import httpx
 
-from pipeline.registry import load_model, published_versions
-from pipeline.store import LocalStore
+from pipeline.registry.models import load_model, published_versions
+from pipeline.registry.store import LocalStore
 from tests.processes import (
     REPO,
     free_port,

@@ -7,8 +7,8 @@ from typing import Dict, List, NamedTuple
 import pytest
 
 from pipeline import generate_dataset
-from pipeline.registry import metadata_key, published_versions
-from pipeline.store import Store, open_store
+from pipeline.registry.models import metadata_key, published_versions
+from pipeline.registry.store import Store, open_store
 from tests.processes import run_stage, stage_env
 
 

@@ -15,8 +15,8 @@ from pipeline.generate_dataset import (
     to_csv_bytes,
     true_quantile,
 )
-from pipeline.store import KeyExistsError, LocalStore
-from pipeline.tranche import COLUMNS, DATASETS_PREFIX, HOURS, ORDERS, PRODUCT
+from pipeline.registry.store import KeyExistsError, LocalStore
+from pipeline.data.tranche import COLUMNS, DATASETS_PREFIX, HOURS, ORDERS, PRODUCT
 
 
 def test_generated_tranche_has_the_real_columns_and_is_never_negative() -> None:

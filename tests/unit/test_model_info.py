@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from pipeline import serve_model, train_model
 from pipeline.generate_dataset import generate_tranche
-from pipeline.registry import (
+from pipeline.registry.models import (
     ModelMetadata,
     ModelVerificationError,
     artifact_key,
@@ -22,7 +22,7 @@ from pipeline.registry import (
     sha256,
 )
 from pipeline.serve_model import MODEL_PATH, create_app
-from pipeline.store import LocalStore
+from pipeline.registry.store import LocalStore
 from tests.conftest import put_tranche
 from tests.processes import free_port
 

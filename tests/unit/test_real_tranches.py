@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from pipeline import generate_dataset, train_model
-from pipeline.evaluation import split_by_product
+from pipeline.modelling.evaluation import split_by_product
 from pipeline.generate_dataset import best_estimate, generate_tranche
-from pipeline.registry import LoadedModel, load_newest_model
-from pipeline.store import LocalStore
-from pipeline.tranche import HOURS, ORDERS, PRODUCT
+from pipeline.registry.models import LoadedModel, load_newest_model
+from pipeline.registry.store import LocalStore
+from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 
 WEEK = datetime(2021, 7, 16, 23)
 

@@ -4,9 +4,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipeline import train_model
-from pipeline.registry import load_newest_model
+from pipeline.registry.models import load_newest_model
 from pipeline.serve_model import API_PATH, create_app
-from pipeline.store import LocalStore
+from pipeline.registry.store import LocalStore
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import pytest
 
 from pipeline import train_model
 from pipeline.generate_dataset import generate_tranche
-from pipeline.registry import load_newest_model, metadata_key
-from pipeline.store import LocalStore
-from pipeline.tranche import HOURS, PRODUCT
+from pipeline.registry.models import load_newest_model, metadata_key
+from pipeline.registry.store import LocalStore
+from pipeline.data.tranche import HOURS, PRODUCT
 from tests.conftest import put_tranche
 
 
@@ -123,7 +123,7 @@ def test_training_writes_a_review_report_beside_the_model(store_with_tranche: Lo
 
 
 def test_with_an_s3_store_the_no_tranche_hint_never_suggests_synthetic_data() -> None:
-    from pipeline.store import S3Store
+    from pipeline.registry.store import S3Store
 
     store = S3Store("bucket", "", client=None)  # type: ignore[arg-type]
     store.list_keys = lambda prefix: []  # type: ignore[method-assign]  # an empty bucket

@@ -8,12 +8,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipeline import generate_dataset, train_model
-from pipeline.estimator import PooledLinearRegressor
-from pipeline.evaluation import split_by_product
-from pipeline.registry import LoadedModel, load_newest_model, published_versions
+from pipeline.modelling.estimator import PooledLinearRegressor
+from pipeline.modelling.evaluation import split_by_product
+from pipeline.registry.models import LoadedModel, load_newest_model, published_versions
 from pipeline.serve_model import API_PATH, BATCH_PATH, create_app
-from pipeline.store import LocalStore
-from pipeline.tranche import HOURS, ORDERS, PRODUCT
+from pipeline.registry.store import LocalStore
+from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 from tests.conftest import put_tranche
 
 FIRST_WEEK = datetime(2021, 7, 9, 23)

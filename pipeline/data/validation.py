@@ -1,0 +1,333 @@
+"""Check a tranche before training, reporting every problem rather than the first.
+
+What refuses a tranche (nothing is published, the run fails):
+- an empty file, or one that is not a CSV of text, or one delimited by something other than
+  commas (named in the refusal);
+- a missing column;
+- more than MAX_BAD_ROW_FRACTION of rows with bad values;
+- no product with enough rows to fit;
+- fewer than MIN_SIZE_RATIO times the rows of the tranche the current model was trained on.
+
+What only warns (the run goes on):
+- extra columns (ignored);
+- repeated header rows, and up to MAX_BAD_ROW_FRACTION of rows with a null, a wrong type, or
+  a negative or non-finite value (those rows are dropped, with a count per problem);
+- product codes padded with spaces (trimmed, so " SKU001 " and "SKU001" are one product).
+
+CRLF line endings and a UTF-8 byte-order mark are read as they are, without comment.
+"""
+import io
+from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from pipeline.data.tranche import COLUMNS, HOURS, MAX_PRODUCT_CODE_LENGTH, ORDERS, PRODUCT
+
+MAX_BAD_ROW_FRACTION = 0.01
+MIN_SIZE_RATIO = 0.5
+MIN_ROWS_PER_PRODUCT = 3  # at least one product must have a line of its own to learn from
+_TYPED: Dict[str, Any] = {HOURS: "float64", ORDERS: "float64", PRODUCT: str}
+_CHUNK_ROWS = 1_000_000
+_SAMPLE_ROWS = 100_000  # rows read first, to choose how to read the codes
+_MAX_SAMPLE_CATEGORIES = 20_000  # more distinct codes in the sample: read them as text
+_DELIMITERS = {";": "semicolons", "\t": "tabs", "|": "pipes"}
+
+
+class _NumericCodes(Exception):
+    """pandas read every product code in a chunk as a number."""
+
+
+class TrancheReport(NamedTuple):
+    data: pd.DataFrame  # the rows fit for training, with proper types
+    refusals: List[str]  # any one of these refuses the tranche
+    warnings: List[str]
+
+
+def _finite(series: pd.Series) -> pd.Series:
+    finite: pd.Series = pd.Series(np.isfinite(series.to_numpy(dtype=float)), index=series.index)
+    return finite
+
+
+def _code_length(series: pd.Series) -> pd.Series:
+    """Check each code is 1 to MAX_PRODUCT_CODE_LENGTH characters, once per distinct code.
+
+    A tranche has millions of rows but thousands of codes, so this measures the codes once.
+    """
+    codes, uniques = _distinct(series)
+    lengths = pd.Index(uniques, dtype=object).astype(str).str.len().to_numpy(dtype=np.int64)
+    fine = np.append((lengths >= 1) & (lengths <= MAX_PRODUCT_CODE_LENGTH), True)
+    return pd.Series(fine[codes], index=series.index)  # code -1 (null) is not_nullable's
+
+
+def _distinct(series: pd.Series) -> Tuple[np.ndarray, np.ndarray]:
+    """Return each row's number among the distinct codes (-1: none) and the codes."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series.cat.codes.to_numpy(), np.asarray(series.cat.categories, dtype=object)
+    codes, uniques = pd.factorize(series)
+    return codes, np.asarray(uniques, dtype=object)
+
+
+ROW_SCHEMA = pa.DataFrameSchema(
+    {
+        HOURS: pa.Column(float, [pa.Check.ge(0), pa.Check(_finite, name="finite")]),
+        ORDERS: pa.Column(float, [pa.Check.ge(0), pa.Check(_finite, name="finite")]),
+        # Text, held as categories once read (one string per distinct code, not per row).
+        PRODUCT: pa.Column(None, pa.Check(_code_length, name="code_length")),
+    },
+)  # extra columns are reported by validate_tranche, then ignored
+
+
+def read_tranche(raw: bytes, lines: Optional[int] = None) -> pd.DataFrame:
+    """Parse CSV bytes into typed columns, or text ones when a value is not a number.
+
+    The typed parse is the fast path for the millions of rows of a clean drop: numbers as
+    floats and product codes as categories, never a string per row. When it fails (a
+    repeated header, a stray word, other columns), the general parse lets the schema find
+    every problem. `lines`, the file's line count if the caller has it, saves counting again.
+
+    Raises:
+        ValueError: the file is empty or is not CSV text.
+    """
+    if not raw or raw.isspace():  # isspace stops at the first other byte; strip copies
+        raise ValueError("the file is empty")
+    try:
+        typed = _read_typed(raw, raw.count(b"\n") + 1 if lines is None else lines)
+        if typed is not None:
+            return typed
+        frame = _read_general(raw)
+    except UnicodeDecodeError:
+        try:
+            raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"the file is not UTF-8 text (byte {exc.start}): not a CSV"
+            ) from exc
+        raise ValueError("the file is not UTF-8 text: not a CSV") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ValueError(f"the file is not a readable CSV: {str(exc).strip()}") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if len(frame.columns) == 1:
+        header = str(frame.columns[0])
+        for delimiter, name in _DELIMITERS.items():
+            if header.count(delimiter) >= 1:
+                raise ValueError(
+                    f"the file is delimited by {name} ({delimiter!r}), not commas: its header "
+                    f"is {header[:80]!r}; export it as comma-separated values"
+                )
+    return frame
+
+
+def _read_typed(raw: bytes, lines: int) -> Optional[pd.DataFrame]:
+    """Read a clean drop into typed columns, codes as sorted categories; None if it is not one.
+
+    pandas' category parse is the fastest for a catalogue of thousands, but it sorts every
+    chunk's codes in Python: at a million products it took four times the whole read. So a
+    sample of the first rows decides: a wide catalogue's codes are read as text and numbered
+    by hashing. And pandas turns categories that all look like numbers into numbers ("007"
+    becomes 7): such a catalogue is read as text too.
+    """
+    sample = pd.read_csv(io.BytesIO(raw), dtype=str, nrows=_SAMPLE_ROWS, encoding="utf-8-sig")
+    wide = PRODUCT in sample and sample[PRODUCT].nunique() > _MAX_SAMPLE_CATEGORIES
+    try:
+        return _read_chunks(raw, lines, str if wide else "category")
+    except _NumericCodes:
+        return _read_chunks(raw, lines, str)
+
+
+def _read_chunks(raw: bytes, lines: int, codes_as: Any) -> Optional[pd.DataFrame]:
+    """Read the file chunk by chunk into preallocated typed arrays.
+
+    Peak memory is the file, the final columns and one chunk: pandas' own whole-file read
+    holds every chunk and their concatenation at once. Each chunk's codes are numbered on
+    their own, then across chunks from the chunks' distinct codes, sorted once.
+    """
+    capacity = lines  # rows can be no more than lines
+    hours = np.empty(capacity)
+    orders = np.empty(capacity)
+    codes = np.empty(capacity, dtype=np.int32)
+    chunk_ends: List[int] = []
+    distinct: List[np.ndarray] = []
+    rows = 0
+    reader = pd.read_csv(
+        io.BytesIO(raw),
+        dtype={**_TYPED, PRODUCT: codes_as},
+        encoding="utf-8-sig",
+        chunksize=_CHUNK_ROWS,
+    )
+    with reader:
+        try:
+            for chunk in reader:
+                if set(chunk.columns) != set(COLUMNS) or len(chunk.columns) != len(COLUMNS):
+                    return None
+                end = rows + len(chunk)
+                hours[rows:end] = chunk[HOURS].to_numpy()
+                orders[rows:end] = chunk[ORDERS].to_numpy()
+                chunk_codes, names = _distinct(chunk[PRODUCT])
+                if len(names) and not isinstance(names[0], str):
+                    raise _NumericCodes()
+                codes[rows:end] = chunk_codes
+                distinct.append(np.asarray(names, dtype=object))
+                chunk_ends.append(end)
+                rows = end
+        except (ValueError, TypeError, OverflowError) as exc:
+            if isinstance(exc, (pd.errors.ParserError, UnicodeDecodeError)):
+                raise
+            return None  # a value that is not a number: the general parse reports it
+    numbers, names = pd.factorize(np.concatenate(distinct) if distinct else np.array([], object))
+    order = np.argsort(np.asarray(names, dtype=object), kind="stable")
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    start = first = 0
+    for end, chunk_names in zip(chunk_ends, distinct):
+        # A missing code (-1) picks the appended -1.
+        renumber = np.append(rank[numbers[first:first + len(chunk_names)]], np.int32(-1))
+        codes[start:end] = renumber[codes[start:end]]
+        start, first = end, first + len(chunk_names)
+    products = pd.Categorical.from_codes(  # the numbers were made valid above
+        codes[:rows], categories=pd.Index(np.asarray(names, dtype=object)[order], dtype=object),
+        validate=False,
+    )
+    return pd.DataFrame(
+        {HOURS: hours[:rows], ORDERS: orders[:rows], PRODUCT: products}, copy=False
+    )
+
+
+def _read_general(raw: bytes) -> pd.DataFrame:
+    """Read any CSV: numbers typed where every value is one, text otherwise."""
+    source = io.BytesIO(raw)
+    try:
+        return pd.read_csv(source, dtype=_TYPED, encoding="utf-8-sig", keep_default_na=True)
+    except (ValueError, TypeError, OverflowError) as exc:
+        if isinstance(exc, (pd.errors.ParserError, UnicodeDecodeError)):
+            raise
+    source.seek(0)
+    return pd.read_csv(source, dtype=str, encoding="utf-8-sig", keep_default_na=True)
+
+
+def validate_tranche(
+    frame: pd.DataFrame, previous_rows: Optional[int] = None
+) -> TrancheReport:
+    """Return the trainable rows of a parsed tranche, with every refusal and warning found."""
+    refusals: List[str] = []
+    warnings: List[str] = []
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    extra = [c for c in frame.columns if c not in COLUMNS]
+    if missing:
+        refusals.append(f"missing column(s): {', '.join(missing)} (expected {', '.join(COLUMNS)})")
+    if extra:
+        warnings.append(f"ignoring extra column(s): {', '.join(extra)}")
+    if missing:
+        return TrancheReport(frame.iloc[0:0], refusals, warnings)
+    if frame.empty:
+        return TrancheReport(frame, ["the file has a header but no rows"], warnings)
+
+    if not pd.api.types.is_float_dtype(frame[HOURS]):  # a typed parse has no header rows
+        headers = (frame[list(COLUMNS)] == list(COLUMNS)).all(axis=1)
+        if headers.any():
+            warnings.append(f"dropped {int(headers.sum())} repeated header row(s)")
+            frame = frame[~headers]
+
+    frame, padded = _trim_codes(frame)
+    if padded:
+        warnings.append(f"trimmed spaces around the product code of {padded} row(s)")
+
+    frame, not_numbers = _to_numbers(frame)
+    numbers = ~not_numbers.any(axis=1)
+    schema_rows, problems = _bad_rows(frame if numbers.all() else frame[numbers])
+    bad_rows = not_numbers.index[not_numbers.any(axis=1)].union(pd.Index(list(schema_rows)))
+    problems = [
+        f"{column} is not a number: {int(not_numbers[column].sum())} row(s)"
+        for column in not_numbers.columns
+        if not_numbers[column].any()
+    ] + problems
+    rows = len(frame)
+    if len(bad_rows):
+        share = len(bad_rows) / rows
+        summary = f"{len(bad_rows)} of {rows} rows with bad values ({'; '.join(problems)})"
+        if share > MAX_BAD_ROW_FRACTION:
+            refusals.append(f"{summary}: more than {MAX_BAD_ROW_FRACTION:.0%} of rows")
+        else:
+            warnings.append(f"dropped {summary}")
+    # The rows left have passed the schema above: select its columns rather than check again.
+    clean = frame.drop(index=bad_rows)[list(COLUMNS)] if len(bad_rows) else frame[list(COLUMNS)]
+    if refusals:
+        clean = frame
+
+    codes, names = _distinct(clean[PRODUCT])
+    rows_per_code = np.bincount(codes[codes >= 0], minlength=len(names))
+    if not refusals and not (rows_per_code >= MIN_ROWS_PER_PRODUCT).any():
+        refusals.append(f"no product has the {MIN_ROWS_PER_PRODUCT} rows needed to fit")
+    if previous_rows and len(clean) < MIN_SIZE_RATIO * previous_rows:
+        refusals.append(
+            f"only {len(clean)} usable rows, under {MIN_SIZE_RATIO:.0%} of the "
+            f"{previous_rows} the current model was trained on: is the tranche truncated?"
+        )
+    if isinstance(clean[PRODUCT].dtype, pd.CategoricalDtype) and (rows_per_code == 0).any():
+        # Only the codes that have rows left: a notebook's groupby or value_counts on pandas
+        # 2 would otherwise list products with none. (Rare: a product's every row was bad.)
+        clean = clean.assign(**{PRODUCT: clean[PRODUCT].cat.remove_unused_categories()})
+    return TrancheReport(clean.reset_index(drop=True), refusals, warnings)
+
+
+def _trim_codes(frame: pd.DataFrame) -> Tuple[pd.DataFrame, int]:
+    """Strip spaces around product codes, once per distinct code; return how many rows changed.
+
+    The codes come back as categories, whichever way they were read.
+    """
+    codes, names = _distinct(frame[PRODUCT])
+    stripped = np.asarray(pd.Index(names, dtype=object).astype(str).str.strip(), dtype=object)
+    changed = stripped != names
+    if not changed.any() and isinstance(frame[PRODUCT].dtype, pd.CategoricalDtype):
+        return frame, 0  # already one category per code: nothing to rebuild
+    padded = int(np.isin(codes, np.flatnonzero(changed)).sum()) if changed.any() else 0
+    # " SKU001" and "SKU001" become one category.
+    products, renumber = np.unique(stripped.astype(str), return_inverse=True)
+    numbers = np.append(renumber.astype(np.int32), np.int32(-1))[codes]
+    trimmed = pd.Categorical.from_codes(
+        numbers, categories=pd.Index(products, dtype=object), validate=False
+    )
+    return frame.assign(**{PRODUCT: trimmed}), padded
+
+
+def _to_numbers(frame: pd.DataFrame) -> Tuple[pd.DataFrame, pd.DataFrame]:
+    """Convert the numeric columns; return the frame and where a value was not a number."""
+    not_numbers = pd.DataFrame(index=frame.index)
+    converted = {}
+    for column in (HOURS, ORDERS):
+        if pd.api.types.is_float_dtype(frame[column]):
+            not_numbers[column] = False
+            continue
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        not_numbers[column] = frame[column].notna() & numbers.isna()
+        converted[column] = numbers.astype(float)
+    return (frame.assign(**converted) if converted else frame), not_numbers
+
+
+def _bad_rows(frame: pd.DataFrame) -> Tuple[Set[Any], List[str]]:
+    """Return the index of rows failing the row schema and a count per problem."""
+    try:
+        ROW_SCHEMA.validate(frame, lazy=True, inplace=True)  # no copy: nothing is coerced
+        return set(), []
+    except SchemaErrors as exc:
+        cases = exc.failure_cases
+    cases = cases[cases["index"].notna()]
+    problems = []
+    for (column, check), group in cases.groupby(["column", "check"], sort=True):
+        rows = group["index"].nunique()
+        problems.append(f"{column} {_describe(str(check))}: {rows} row(s)")
+    return set(cases["index"].tolist()), problems
+
+
+def _describe(check: str) -> str:
+    if check == "not_nullable":
+        return "is empty"
+    if check.startswith("greater_than_or_equal_to"):
+        return "is negative"
+    if check == "finite":
+        return "is not finite"
+    if check == "code_length":
+        return f"is empty or longer than {MAX_PRODUCT_CODE_LENGTH} characters"
+    return f"fails {check}"

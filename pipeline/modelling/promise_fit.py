@@ -1,0 +1,346 @@
+"""Fit promises at training: the hours by which a given share of orders are dispatched.
+
+An estimate is the mean; a customer told "within X hours" needs X to hold for the share of
+orders the platform asks for (0.9: nine in ten). Real noise is not always normal nor the same
+at every queue, and a product with one or two rows has a line that is itself uncertain, so the
+shape is learned, not assumed: split conformal prediction on normalised residuals
+(Papadopoulos et al. 2002; Lei et al. 2018), written in a few lines of numpy.
+
+Steps, at training (`fit_promise`):
+1. Fit the noise's scale as a line in orders placed through the training rows' absolute
+   residuals, rescaled to their root mean square: noise that grows with the queue widens the
+   promise on busy queues only.
+2. Per product, a noise ratio (its training rows' mean squared scaled residual over the
+   catalogue's), shrunk toward 1 by as much as its rows leave uncertain, as the lines are.
+3. Per product and queue, the spread of an order's hours about the line:
+   sigma(x)^2 = (ratio * scale(x))^2 + the pooled posterior variance of the line at x.
+4. On the held-out rows (the fit never saw them), score = residual / sigma(x) (a row floored
+   at zero hours is within any promise: -inf), and keep the scores' conformal quantile,
+   ceil((n + 1) p) / n, at each probability of a grid from 0.50 to 0.99.
+5. Measure coverage honestly (`held_out_within`): calibrate on half the held-out rows,
+   count the other half within their promises, and the other way round.
+
+Week after week (`served_within`, `promise_comparison`): the live model's published promise
+judged on this week's held-out rows, beside the new model's; `calibration_of` summarises
+either for the review report (coverage against probability, and by quintile of the queue).
+
+Serving is artifact/promise.py (numpy only); the artifact carries the parameters as one dict
+of plain numpy arrays and floats.
+"""
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import pandas as pd
+
+from pipeline.artifact.promise import (
+    CHECKED_PROBABILITY,
+    PROBABILITIES,
+    PROMISE_METHOD,
+    QUINTILES,
+    Calibration,
+    Coverage,
+    Promises,
+    conformal_quantiles,
+)
+from pipeline.modelling.evaluation import positions_among
+from pipeline.artifact.model import ProductLinearModel
+from pipeline.artifact.product_codes import ProductCodes
+from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
+
+Codes = Union[ProductCodes, Sequence[str]]
+
+SCALE_MIN_ROWS = 10  # products whose residuals fit the scale line, when there are enough
+RATIO_MIN_ROWS = 3  # fewer training rows: the product keeps the catalogue's noise ratio
+
+
+def _positions(codes: ProductCodes, rows: pd.DataFrame) -> np.ndarray:
+    """Return each row's position among `codes` (-1: not among them)."""
+    return positions_among(codes, rows)
+
+
+def fit_promise(
+    estimator: Any,
+    served_codes: Codes,
+    train: pd.DataFrame,
+    calibration: pd.DataFrame,
+) -> Dict[str, Any]:
+    """Return the promise parameters for the served products (plain numpy arrays and floats).
+
+    `estimator` is the fitted PooledLinearRegressor; `served_codes` the served model's
+    products in order (some may be carried forward from the live model: with no rows this
+    week, their line's uncertainty is the catalogue-wide prior's and their ratio 1);
+    `train` its training rows; `calibration` held-out rows it never saw.
+    """
+    return calibrate(promise_shape(estimator, served_codes, train), estimator, served_codes,
+                     calibration)
+
+
+def promise_shape(estimator: Any, served_codes: Codes, train: pd.DataFrame
+                  ) -> Dict[str, Any]:
+    """Return the promise parameters but the score quantiles: steps 1 to 3, on training rows."""
+    served_codes = ProductCodes.of(served_codes)
+    k = len(estimator.product_codes_)
+    x = train[ORDERS].to_numpy(dtype=float)
+    y = train[HOURS].to_numpy(dtype=float)
+    idx = estimator.product_index(train[PRODUCT])
+    residual = y - estimator.predict_line(train)
+    rows = np.bincount(idx, minlength=k)
+    positive = y > 0  # a floored row's residual is not the noise's
+    use = positive & (rows[idx] >= SCALE_MIN_ROWS)
+    if use.sum() < 100:
+        use = positive
+    scale = _fit_scale(x[use], residual[use])
+    scaled2 = (residual / _scale_at(scale, x)) ** 2
+    ratio2 = _shrunk_ratios(idx[positive], scaled2[positive], k)
+
+    prior = estimator.prior_.cov
+    prior_terms = np.array([prior[0, 0], prior[0, 1], prior[1, 1]], dtype=float)
+    served_at = estimator.product_index(served_codes.tolist())
+    known = served_at >= 0
+    line_cov = np.tile(prior_terms, (len(served_codes), 1))
+    line_cov[known] = np.asarray(estimator.posterior_cov_, dtype=float)[served_at[known]]
+    noise_ratio = np.ones(len(served_codes))
+    noise_ratio[known] = np.sqrt(ratio2[served_at[known]])
+    return {
+        "method": PROMISE_METHOD,
+        "x_centre": float(estimator.x_centre_),
+        "x_scale": float(estimator.x_scale_),
+        "scale_intercept": float(scale[0]),
+        "scale_slope": float(scale[1]),
+        "scale_floor": float(scale[2]),
+        "line_cov": line_cov,
+        "noise_ratio": noise_ratio,
+        "probabilities": PROBABILITIES.astype(float),
+        "score_quantiles": np.zeros(len(PROBABILITIES)),
+        "calibration_rows": 0,
+    }
+
+
+def calibrate(shape: Dict[str, Any], estimator: Any, served_codes: Codes,
+              calibration: pd.DataFrame) -> Dict[str, Any]:
+    """Return `shape` with the conformal score quantiles of the calibration rows (step 4)."""
+    served_codes = ProductCodes.of(served_codes)
+    promises = Promises(shape, len(served_codes))
+    c_idx = _positions(served_codes, calibration)
+    keep = c_idx >= 0
+    c_rows = calibration[keep]
+    c_idx = c_idx[keep]
+    c_x = c_rows[ORDERS].to_numpy(dtype=float)
+    c_y = c_rows[HOURS].to_numpy(dtype=float)
+    scores = (c_y - estimator.predict_line(c_rows)) / promises.sigma(c_idx, c_x)
+    scores[c_y <= 0] = -np.inf  # a promise is never negative: a zero is always within it
+    return {**shape, "score_quantiles": conformal_quantiles(scores, PROBABILITIES),
+            "calibration_rows": int(len(scores))}
+
+
+class HeldOut(NamedTuple):
+    """Which held-out rows were dispatched within their promise, at each probability."""
+
+    probabilities: Tuple[float, ...]
+    known: np.ndarray  # per held-out row: its product has a promise
+    within: np.ndarray  # (probabilities, rows): within its promise (False where not known)
+
+    def coverages(self) -> List[Coverage]:
+        """Return the share of the known rows within their promise, at each probability."""
+        rows = int(self.known.sum())
+        return [
+            Coverage(p, float(self.within[i, self.known].mean()) if rows else float("nan"), rows)
+            for i, p in enumerate(self.probabilities)
+        ]
+
+
+def held_out_within(
+    shape: Dict[str, Any],
+    estimator: Any,
+    served_codes: Codes,
+    test: pd.DataFrame,
+    probabilities: Sequence[float] = (CHECKED_PROBABILITY,),
+) -> HeldOut:
+    """Return which held-out rows were within a promise that they did not calibrate.
+
+    Two folds (cross-conformal): calibrate on alternate held-out rows, check the others
+    against their promise, and the other way round. The promise served is calibrated on all
+    of them; each half's is calibrated on half as many rows, so this errs, if at all, toward
+    reporting worse coverage than served.
+    """
+    served_codes = ProductCodes.of(served_codes)
+    halves = calibration_split(test)
+    even = np.arange(len(test)) % 2 == 0
+    places = [np.flatnonzero(even), np.flatnonzero(~even)]  # each half's rows in `test`
+    known = np.zeros(len(test), dtype=bool)
+    within = np.zeros((len(probabilities), len(test)), dtype=bool)
+    for calibrating, checking, at in ((halves[0], halves[1], places[1]),
+                                      (halves[1], halves[0], places[0])):
+        promises = Promises(calibrate(shape, estimator, served_codes, calibrating),
+                            len(served_codes))
+        idx = _positions(served_codes, checking)
+        checked = checking[idx >= 0]
+        at = at[idx >= 0]
+        idx = idx[idx >= 0]
+        x = checked[ORDERS].to_numpy(dtype=float)
+        hours = checked[HOURS].to_numpy(dtype=float)
+        line = estimator.predict_line(checked)
+        known[at] = True
+        _check_within(promises, idx, line, x, hours, probabilities, within, at)
+    return HeldOut(tuple(float(p) for p in probabilities), known, within)
+
+
+def held_out_coverage(
+    shape: Dict[str, Any],
+    estimator: Any,
+    served_codes: Codes,
+    test: pd.DataFrame,
+    probabilities: Sequence[float] = (CHECKED_PROBABILITY,),
+) -> List[Coverage]:
+    """Return the coverage of promises on held-out rows that did not calibrate them (two
+    folds, as `held_out_within`)."""
+    return held_out_within(shape, estimator, served_codes, test, probabilities).coverages()
+
+
+def served_within(
+    model: ProductLinearModel,
+    promise: Dict[str, Any],
+    rows: pd.DataFrame,
+    probabilities: Sequence[float] = (CHECKED_PROBABILITY,),
+) -> HeldOut:
+    """Return which rows were within the promise the service answers with `model` and its
+    artifact's `promise`: how a published model's promises held on rows it never saw."""
+    idx = _positions(model.product_codes, rows)
+    known = idx >= 0
+    idx = idx[known]
+    x = rows[ORDERS].to_numpy(dtype=float)[known]
+    hours = rows[HOURS].to_numpy(dtype=float)[known]
+    # The service's line, unfloored: a promise starts from it (pipeline/estimate_endpoints.py).
+    line = np.asarray(model.intercepts, dtype=float)[idx] + \
+        np.asarray(model.slopes, dtype=float)[idx] * x
+    promises = Promises(promise, len(model.product_codes))
+    within = np.zeros((len(probabilities), len(rows)), dtype=bool)
+    _check_within(promises, idx, line, x, hours, probabilities, within, np.flatnonzero(known))
+    return HeldOut(tuple(float(p) for p in probabilities), known, within)
+
+
+def _check_within(promises: Promises, idx: np.ndarray, line: np.ndarray, x: np.ndarray,
+                  hours: np.ndarray, probabilities: Sequence[float], within: np.ndarray,
+                  at: np.ndarray) -> None:
+    """Set within[i, at] to whether each order's hours are within its promise at the i-th
+    probability: `Promises.hours`' floats, the spread computed once for every probability."""
+    sigma = promises.sigma(np.asarray(idx, dtype=np.intp), x)
+    for i, p in enumerate(probabilities):
+        within[i, at] = hours <= np.maximum(line + sigma * promises.score_quantile(p), 0.0)
+
+
+def promise_comparison(
+    new: HeldOut, live_model: ProductLinearModel, test: pd.DataFrame, live: Optional[HeldOut]
+) -> Dict[str, Optional[float]]:
+    """Return the share of this week's held-out orders within each model's promise at
+    CHECKED_PROBABILITY, on the rows both models answer (the champion comparison's rows).
+
+    The live model's promise was calibrated on last week: this is how it held on the week
+    that followed. None for a live model trained before promises.
+    """
+    both = new.known & (_positions(live_model.product_codes, test) >= 0)
+
+    def share(held: Optional[HeldOut]) -> Optional[float]:
+        if held is None or not both.any():
+            return None
+        return float(held.within[held.probabilities.index(CHECKED_PROBABILITY), both].mean())
+
+    return {"live_promise_coverage": share(live), "new_promise_coverage": share(new)}
+
+
+def orders_quintiles(rows: pd.DataFrame) -> Tuple[np.ndarray, List[str]]:
+    """Return each row's quintile of orders placed (0 to 4, equal-sized by rank, ties in file
+    order) and each quintile's orders placed as "low-high"."""
+    x = rows[ORDERS].to_numpy(dtype=float)
+    if not len(x):
+        return np.zeros(0, dtype=np.intp), []
+    order = np.argsort(x, kind="stable")
+    quintile = np.empty(len(x), dtype=np.intp)
+    quintile[order] = np.arange(len(x)) * QUINTILES // len(x)
+    labels = []
+    for q in range(QUINTILES):  # five groups, not products
+        seen = x[quintile == q]
+        labels.append(f"{seen.min():g}-{seen.max():g}" if len(seen) else "-")
+    return quintile, labels
+
+
+def calibration_of(model: str, version: str, held: HeldOut, quintile: np.ndarray,
+                   labels: List[str]) -> Calibration:
+    """Summarise `held` for the review report: coverage at each probability, and at
+    CHECKED_PROBABILITY by quintile of orders placed (`orders_quintiles` of the same rows)."""
+    rows = int(held.known.sum())
+    coverage = [c.coverage for c in held.coverages()]
+    at = held.within[held.probabilities.index(CHECKED_PROBABILITY)]
+    counts = np.bincount(quintile[held.known], minlength=QUINTILES)
+    hits = np.bincount(quintile[held.known], weights=at[held.known], minlength=QUINTILES)
+    by_quintile = np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)
+    return Calibration(model, version, rows, list(held.probabilities), coverage, labels,
+                       [float(v) for v in by_quintile])
+
+
+def _fit_scale(x: np.ndarray, residual: np.ndarray) -> np.ndarray:
+    """Return (intercept, slope, floor) of the noise's sd as a line in orders placed."""
+    absolute = np.abs(residual)
+    if len(x) >= 3 and np.ptp(x) > 0:
+        slope, intercept = np.polyfit(x, absolute, 1)
+    else:
+        slope, intercept = 0.0, float(absolute.mean()) if len(x) else 1.0
+    level = float(intercept + slope * np.median(x)) if len(x) else 1.0
+    floor = max(0.2 * abs(level), 1e-3)
+    line = np.array([intercept, slope, floor], dtype=float)
+    # Mean absolute deviation to sd: rescale so the scaled residuals have unit mean square.
+    rms = float(np.sqrt(np.mean((residual / _scale_at(line, x)) ** 2))) if len(x) else 1.0
+    line *= rms if rms > 0 else 1.0
+    return line
+
+
+def _scale_at(scale: np.ndarray, x: np.ndarray) -> np.ndarray:
+    at: np.ndarray = np.maximum(scale[0] + scale[1] * x, scale[2])
+    return at
+
+
+def _shrunk_ratios(idx: np.ndarray, scaled2: np.ndarray, k: int) -> np.ndarray:
+    """Return each product's squared noise ratio, shrunk toward 1 (empirical Bayes).
+
+    A product's mean squared scaled residual over n rows varies by about kappa / n from
+    sampling alone (kappa: the rows' variance of it); what varies more, between products,
+    is their own noise. Each keeps the share of its deviation that the between-product
+    variance explains: none when products are alike, most for a product with many rows.
+    """
+    n = np.bincount(idx, minlength=k).astype(float)
+    total = np.bincount(idx, scaled2, minlength=k)
+    pooled = float(scaled2.mean()) if len(scaled2) else 1.0
+    relative = np.where(n > 0, total / np.maximum(n, 1) / pooled, 1.0)
+    kappa = float(np.var(scaled2 / pooled)) if len(scaled2) else 2.0
+    enough = n >= SCALE_MIN_ROWS
+    if enough.sum() < 2:
+        return np.ones(k)
+    between = float(np.var(relative[enough]) - np.mean(kappa / n[enough]))
+    between = max(between, 0.0)
+    weight = np.where(n >= RATIO_MIN_ROWS, between / (between + kappa / np.maximum(n, 1)), 0.0)
+    ratio2: np.ndarray = np.clip(1.0 + weight * (relative - 1.0), 0.05, None)
+    return ratio2
+
+
+def calibration_split(test: pd.DataFrame) -> List[pd.DataFrame]:
+    """Split held-out rows into calibration rows and rows that check the calibration.
+
+    Alternate held-out rows: both halves spread over every tested product and the week.
+    """
+    every_other = np.arange(len(test)) % 2 == 0
+    return [test[every_other].reset_index(drop=True), test[~every_other].reset_index(drop=True)]
+
+
+def build_promise(
+    estimator: Any,
+    served_codes: Codes,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    probabilities: Sequence[float] = (CHECKED_PROBABILITY,),
+) -> Tuple[Dict[str, Any], List[Coverage]]:
+    """Return the promise parameters, calibrated on all held-out rows, and their coverage
+    at each probability measured on held-out rows that did not calibrate (two folds)."""
+    served_codes = ProductCodes.of(served_codes)
+    shape = promise_shape(estimator, served_codes, train)
+    params = calibrate(shape, estimator, served_codes, test)
+    return params, held_out_coverage(shape, estimator, served_codes, test, probabilities)

@@ -1,0 +1,200 @@
+"""The last step: the model's metadata, its review report (with both models' promise
+calibration), and the publication itself.
+
+Nothing is written until the model has passed every check the service applies when it
+loads one (registry.check_servable), so a model the service would refuse is never published.
+"""
+from datetime import datetime, timezone
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+
+import pandas as pd
+
+from pipeline.data import drift
+from pipeline.modelling.catalogue import MAX_DROPPED_WEEKS, Catalogue
+from pipeline.modelling.evaluation import served_estimates
+from pipeline.logs import configure_logger
+from pipeline.artifact.model import ARTIFACT_FORMAT
+from pipeline.artifact.promise import Calibration
+from pipeline.modelling.promise_fit import calibration_of, orders_quintiles
+from pipeline.registry.models import (
+    ModelMetadata,
+    ModelVerificationError,
+    artifact_key,
+    check_servable,
+    metadata_extra,
+    new_model_version,
+    publish_model,
+    published_versions,
+    read_metadata,
+    report_key,
+    serialise_model,
+    sha256,
+    signed_metadata,
+)
+from pipeline.training.report import HistoryPoint, ReportInputs, render
+from pipeline.registry.store import Store
+from pipeline.training.provenance import git_commit, library_versions
+from pipeline.training.steps import (
+    Calibrated,
+    Fitted,
+    Prepared,
+    RunSettings,
+    Tranche,
+    TrainingRefused,
+    pooled,
+)
+
+log = configure_logger(__name__)
+
+
+class Publication(NamedTuple):
+    """Everything the metadata and the report say about the new model."""
+
+    tranche: Tranche
+    prepared: Prepared
+    fitted: Fitted
+    catalogue: Catalogue
+    comparison: Optional[Dict[str, Any]]
+    calibrated: Calibrated
+    run: RunSettings
+    fingerprint: str
+    timings: Dict[str, float]
+
+
+def build_metadata(version: str, artifact: bytes, made: Publication) -> ModelMetadata:
+    """Return the new model's metadata: version, metrics, comparison, lineage, profile."""
+    fitted, tranche, data = made.fitted, made.tranche, made.prepared.data
+    metrics, estimator, catalogue = fitted.metrics, fitted.estimator, made.catalogue
+    return ModelMetadata(
+        model_version=version,
+        created_at=datetime.now(timezone.utc).isoformat(),
+        artifact_key=artifact_key(version),
+        artifact_sha256=sha256(artifact),
+        artifact_format=ARTIFACT_FORMAT,
+        metrics={
+            "r2": metrics.r2, "mae": metrics.mae, "test_rows": metrics.rows,
+            "promise_coverage": made.calibrated.coverage.coverage,
+        },
+        dataset={
+            "key": tranche.key,
+            "location": tranche.location,
+            "sha256": tranche.sha256,
+            "rows_in_file": tranche.lines - 1,
+            "rows_used": len(data),
+            "train_rows": len(fitted.split.train),
+            "test_rows": len(fitted.split.test),
+            "outliers_dropped": made.prepared.outliers,
+            "warnings": made.prepared.warnings,
+        },
+        thresholds={
+            "r2_error": made.run.r2_error_threshold,
+            "r2_warning": made.run.r2_warning_threshold,
+            "max_mae_regression": made.run.max_mae_regression,
+            "forced": made.run.force,
+        },
+        comparison=made.comparison,
+        run_fingerprint=made.fingerprint,
+        report_key=report_key(version),
+        catalogue={
+            "products": len(catalogue.model),
+            "fitted": len(fitted.model),
+            "pooled": pooled(fitted),
+            "carried_products": catalogue.carried,
+            "dropped_products": catalogue.dropped,
+            "newly_dropped": catalogue.newly_dropped,
+            "max_carry_weeks": made.run.max_carry_weeks,
+            "max_dropped_weeks": MAX_DROPPED_WEEKS,
+        },
+        pooling={
+            "catalogue_intercept": estimator.catalogue_intercept_,
+            "catalogue_slope": estimator.catalogue_slope_,
+            "noise_sd": estimator.noise_sd_,
+            "prior_scale": estimator.prior_scale,
+        },
+        profile=drift.profile(data),
+        drift=made.prepared.drift,
+        library_versions=library_versions(),
+        git_commit=git_commit(),
+        timings_seconds=made.timings,
+    )
+
+
+def publish(store: Store, made: Publication, signing_key: Optional[bytes]) -> str:
+    """Check the model as the service will, write its report, then publish it; return its
+    version."""
+    version = new_model_version()
+    artifact = serialise_model(made.catalogue.model, made.calibrated.promise)
+    metadata = build_metadata(version, artifact, made)
+    try:  # before anything is written: what the service would refuse is never published
+        check_servable(version, artifact, signed_metadata(metadata, signing_key), signing_key)
+    except ModelVerificationError as exc:
+        raise TrainingRefused(f"{exc}; nothing was published") from exc
+    review = review_report(
+        store, metadata, made.fitted.split.test, made.catalogue.model, made.prepared.warnings,
+        report_calibrations(version, made),
+    )
+    store.put_new(report_key(version), review.encode("utf-8"))
+    metadata_location = publish_model(store, version, artifact, metadata, signing_key)
+    signed = "signed" if signing_key else "unsigned (no TTD_SIGNING_KEY)"
+    log.info(f"Published model {version} to {store.location(metadata_location)}, {signed}")
+    return version
+
+
+def report_calibrations(version: str, made: Publication) -> List[Calibration]:
+    """Return this model's promise calibration, then the live model's if it has promises."""
+    quintile, labels = orders_quintiles(made.fitted.split.test)
+    calibrations = [calibration_of("this model", version, made.calibrated.held, quintile,
+                                   labels)]
+    if made.calibrated.live is not None:
+        live_version = str((made.comparison or {}).get("live_version", "?"))
+        calibrations.append(calibration_of("live model", live_version, made.calibrated.live,
+                                           quintile, labels))
+    return calibrations
+
+
+def review_report(
+    store: Store,
+    metadata: ModelMetadata,
+    test: pd.DataFrame,
+    model: Any,
+    warnings: List[str],
+    calibrations: Sequence[Calibration] = (),
+    history_length: int = 10,
+) -> str:
+    """Return the HTML review report of a model about to be published."""
+    history: List[HistoryPoint] = []
+    for version in reversed(published_versions(store)[: history_length - 1]):
+        try:
+            old = read_metadata(store, version)
+        except ModelVerificationError:
+            continue
+        history.append(_history_point(old))
+    history.append(_history_point(metadata))
+    held_out = test.assign(estimate=served_estimates(model, test))
+    extra = metadata.model_extra or {}
+    return render(
+        ReportInputs(
+            version=metadata.model_version,
+            created_at=metadata.created_at,
+            tranche=str(metadata.dataset.get("location", "")),
+            metrics=metadata.metrics,
+            comparison=extra.get("comparison"),
+            forced=bool((extra.get("thresholds") or {}).get("forced")),
+            held_out=held_out,
+            drift=extra.get("drift") or [],
+            history=history,
+            warnings=warnings,
+            calibrations=list(calibrations),
+        )
+    )
+
+
+def _history_point(metadata: ModelMetadata) -> HistoryPoint:
+    comparison = metadata_extra(metadata, "comparison") or {}
+    return HistoryPoint(
+        metadata.model_version,
+        metadata.created_at,
+        metadata.metrics.get("r2"),
+        metadata.metrics.get("mae"),
+        comparison.get("live_mae"),
+    )

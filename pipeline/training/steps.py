@@ -1,0 +1,314 @@
+"""The training run's steps, in order; each returns what the next needs, or refuses.
+
+Every refusal is a TrainingRefused whose message names the problem and ends "nothing was
+published": the stage exits 1 and the model being served stays.
+"""
+import time
+from typing import Any, Dict, List, NamedTuple, Optional
+
+import pandas as pd
+from sklearn.base import clone
+
+from pipeline.data import drift
+from pipeline.modelling.catalogue import Catalogue, carry_forward
+from pipeline.modelling.estimator import MIN_ROWS_ALONE, PooledLinearRegressor
+from pipeline.modelling.evaluation import (
+    Split,
+    TaskMetrics,
+    check_model_logic,
+    compare_with_live,
+    evaluate,
+    mae_regression,
+    split_by_product,
+)
+from pipeline.registry.leftovers import remove_leftovers
+from pipeline.logs import configure_logger
+from pipeline.artifact.model import ProductLinearModel
+from pipeline.modelling.outliers import screen_outliers
+from pipeline.artifact.promise import (
+    CHECKED_PROBABILITY,
+    REPORT_PROBABILITIES,
+    Coverage,
+    coverage_warning,
+)
+from pipeline.modelling.promise_fit import (
+    HeldOut,
+    calibrate,
+    held_out_within,
+    promise_comparison,
+    promise_shape,
+    served_within,
+)
+from pipeline.registry.models import LoadedModel, metadata_extra, sha256
+from pipeline.registry.store import S3Store, Store
+from pipeline.data.tranche import (
+    DATASETS_PREFIX,
+    HOURS,
+    ORDERS,
+    PRODUCT,
+    dated_tranche_keys,
+    undated_csv_keys,
+)
+from pipeline.data.validation import read_tranche, validate_tranche
+
+log = configure_logger(__name__)
+
+
+class TrainingRefused(Exception):
+    """The tranche or the model it gave is not fit to serve; nothing was published."""
+
+
+class RunSettings(NamedTuple):
+    """The knobs of one run (train_model --help describes each)."""
+
+    r2_error_threshold: float
+    r2_warning_threshold: float
+    max_mae_regression: float
+    force: bool
+    live_version: Optional[str]
+    max_carry_weeks: int
+
+
+class Tranche(NamedTuple):
+    """The week's file, with what the metadata needs of it taken before it is parsed."""
+
+    key: str
+    location: str
+    raw: bytes
+    sha256: str
+    lines: int
+
+
+class Prepared(NamedTuple):
+    data: pd.DataFrame  # validated rows, gross outliers dropped
+    warnings: List[str]  # for the metadata and the report
+    outliers: int
+    drift: List[Dict[str, Any]]
+
+
+class Fitted(NamedTuple):
+    split: Split
+    estimator: PooledLinearRegressor
+    model: ProductLinearModel  # this week's products only
+    metrics: TaskMetrics
+
+
+class Calibrated(NamedTuple):
+    promise: Dict[str, Any]  # the artifact's "promise": plain arrays and floats
+    coverage: Coverage  # on held-out rows that did not calibrate it
+    held: HeldOut  # which held-out rows were within it, at each of REPORT_PROBABILITIES
+    live: Optional[HeldOut]  # the same for the live model's published promise (None: none)
+
+
+class Stopwatch:
+    """Seconds spent in each named stretch of the run, for the metadata."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.laps: Dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self.last, 4)
+        self.last = now
+
+
+def newest_tranche_key(store: Store) -> str:
+    """Return the key of the tranche whose name carries the newest date."""
+    keys = store.list_keys(DATASETS_PREFIX)
+    for key in undated_csv_keys(keys):
+        log.warning(
+            f"ignoring {store.location(key)}: its name carries no date this pipeline reads "
+            "(e.g. time_to_dispatch_2021-07-09T23:00:00.csv or time_to_dispatch_20210709.csv)"
+        )
+    dated = dated_tranche_keys(keys)
+    if not dated:
+        # Synthetic data is for laptops: never suggest writing it into a bucket.
+        sample = "" if isinstance(store, S3Store) else (
+            f", or make a sample with `python -m pipeline.generate_dataset {store.uri}`"
+        )
+        raise TrainingRefused(
+            f"no tranche found in {store.location(DATASETS_PREFIX)} (expected CSVs named like "
+            f"time_to_dispatch_2021-07-09T23:00:00.csv): upload the week's tranche there{sample}"
+        )
+    return dated[-1].key
+
+
+def fetch_tranche(store: Store) -> Tranche:
+    """Find the newest tranche and read it (leftovers of killed runs removed first)."""
+    key = newest_tranche_key(store)
+    remove_leftovers(store)  # of killed or failed runs, before this one writes
+    raw = store.get_bytes(key)
+    where = store.location(key)
+    log.info(f"Retrieved tranche {where} ({len(raw)} bytes)")
+    lines = raw.count(b"\n") + (0 if raw.endswith(b"\n") else 1)
+    return Tranche(key, where, raw, sha256(raw), lines)
+
+
+def prepare_data(tranche: Tranche, live: Optional[LoadedModel]) -> Prepared:
+    """Parse and validate the tranche, drop gross outliers, and name what drifted."""
+    where = tranche.location
+    live_rows = live.metadata.dataset.get("rows_used") if live else None
+    try:
+        report = validate_tranche(
+            read_tranche(tranche.raw, tranche.lines), int(live_rows) if live_rows else None
+        )
+    except ValueError as exc:
+        raise TrainingRefused(f"tranche {where} refused: {exc}") from exc
+    for warning in report.warnings:
+        log.warning(f"tranche {where}: {warning}")
+    if report.refusals:
+        for refusal in report.refusals:
+            log.error(f"tranche {where}: {refusal}")
+        raise TrainingRefused(
+            f"tranche {where} refused ({len(report.refusals)} problem(s) above); "
+            "nothing was published"
+        )
+    screened = screen_outliers(report.data)
+    warnings = list(report.warnings)
+    del report  # its rows, before screening
+    if len(screened.outliers):
+        warnings.append(_describe_outliers(screened.outliers))
+        log.warning(f"tranche {where}: {warnings[-1]}")
+    shifts = drift.compare(
+        metadata_extra(live.metadata, "profile") if live else None, screened.data
+    )
+    for warning in drift.describe_drift(shifts):
+        log.warning(warning)
+    return Prepared(screened.data, warnings, len(screened.outliers), shifts)
+
+
+def fit_lines(data: pd.DataFrame, estimator: Optional[PooledLinearRegressor]) -> Fitted:
+    """Hold out a fifth of each product's rows, fit the pooled lines, score the held-out."""
+    split = split_by_product(data)
+    fitted = clone(estimator or PooledLinearRegressor())
+    fitted.fit(split.train[[PRODUCT, ORDERS]], split.train[HOURS])
+    model = fitted.served_model()
+    metrics = evaluate(model, split.test)
+    log.info(
+        f"Trained on {len(split.train)} rows, {len(model)} products; "
+        f"held-out R²={metrics.r2:.4f}, MAE={metrics.mae:.4f} over {metrics.rows} rows"
+    )
+    return Fitted(split, fitted, model, metrics)
+
+
+def check_fitted(fitted: Fitted, data: pd.DataFrame, run: RunSettings) -> None:
+    """Refuse below the R² error threshold or on failed logic checks; warn below the warning."""
+    r2 = fitted.metrics.r2
+    if r2 < run.r2_error_threshold:
+        raise TrainingRefused(
+            f"held-out R² {r2:.4f} is below the error threshold {run.r2_error_threshold}; "
+            "nothing was published"
+        )
+    if r2 < run.r2_warning_threshold:
+        log.warning(
+            f"held-out R² {r2:.4f} is below the warning threshold {run.r2_warning_threshold}"
+        )
+    problems = check_model_logic(fitted.model, data, fitted.estimator.slope_sd_)
+    if problems:
+        raise TrainingRefused(
+            "model failed its logic checks: " + "; ".join(problems) + "; nothing was published"
+        )
+
+
+def extend_catalogue(fitted: Fitted, live: Optional[LoadedModel], run: RunSettings) -> Catalogue:
+    """Carry the live model's missing products forward for a while, then drop them."""
+    catalogue = carry_forward(fitted.model, live.model if live else None, run.max_carry_weeks)
+    examples = ", ".join(catalogue.newly_dropped_examples)
+    log.info(
+        f"Products: {len(fitted.model)} fitted, {pooled(fitted)} of them pooled toward the "
+        f"catalogue line (fewer than {MIN_ROWS_ALONE} rows); {catalogue.carried} carried "
+        f"forward from the live model; {catalogue.newly_dropped} dropped after "
+        f"{run.max_carry_weeks} week(s) missing" + (f" (e.g. {examples})" if examples else "")
+    )
+    return catalogue
+
+
+def pooled(fitted: Fitted) -> int:
+    """How many products have too few rows for a line of their own."""
+    return int((fitted.estimator.rows_ < MIN_ROWS_ALONE).sum())
+
+
+def judge_against_live(
+    model: ProductLinearModel, live: Optional[LoadedModel], test: pd.DataFrame,
+    run: RunSettings,
+) -> Optional[Dict[str, Any]]:
+    """Score the live model beside the new one on the same held-out rows; refuse a new model
+    worse beyond tolerance (unless forced)."""
+    if live is None:
+        log.info("No live model: nothing to compare the new model with")
+        return None
+    comparison = compare_with_live(model, live.model, live.metadata.model_version, test)
+    if not comparison["rows"]:
+        log.warning(
+            f"live model {comparison['live_version']} knows none of the held-out products: "
+            "no comparison"
+        )
+        return comparison
+    log.info(
+        f"Champion {comparison['live_version']} on this week's {comparison['rows']} held-out "
+        f"rows: MAE={comparison['live_mae']:.4f}, R²={comparison['live_r2']:.4f}; "
+        f"challenger: MAE={comparison['new_mae']:.4f}, R²={comparison['new_r2']:.4f}"
+    )
+    regression = mae_regression(comparison, run.max_mae_regression)
+    if regression and not run.force:
+        raise TrainingRefused(f"{regression}; nothing was published (--force publishes anyway)")
+    if regression:
+        log.warning(f"{regression}; publishing anyway, as --force asks")
+    return comparison
+
+
+def calibrate_promises(
+    fitted: Fitted, model: ProductLinearModel, live: Optional[LoadedModel], warnings: List[str]
+) -> Calibrated:
+    """Calibrate the promises on the held-out rows; warn (never refuse) if their coverage,
+    on rows that did not calibrate them, is off beyond sampling noise. Check the live
+    model's published promise on the same rows too."""
+    estimator, split, codes = fitted.estimator, fitted.split, model.product_codes
+    shape = promise_shape(estimator, codes, split.train)
+    promise = calibrate(shape, estimator, codes, split.test)
+    held = held_out_within(shape, estimator, codes, split.test, REPORT_PROBABILITIES)
+    coverage = held.coverages()[REPORT_PROBABILITIES.index(CHECKED_PROBABILITY)]
+    log.info(
+        f"Promises calibrated on {promise['calibration_rows']} held-out rows; at "
+        f"{CHECKED_PROBABILITY:g}, {coverage.coverage:.1%} of {coverage.rows} "
+        "held-out orders were within theirs (each half under the other half's calibration)"
+    )
+    off = coverage_warning(coverage)
+    if off:
+        warnings.append(off)
+        log.warning(off)
+    live_held = None
+    if live is not None and live.promise is not None:
+        live_held = served_within(live.model, live.promise, split.test, REPORT_PROBABILITIES)
+    return Calibrated(promise, coverage, held, live_held)
+
+
+def judge_promises(
+    comparison: Optional[Dict[str, Any]], calibrated: Calibrated, live: Optional[LoadedModel],
+    test: pd.DataFrame,
+) -> Optional[Dict[str, Any]]:
+    """Add both models' promise coverage at 0.9 on the comparison's rows: the live model's is
+    how last week's promises held on this week (None: it has none). Never refuses."""
+    if live is None or not comparison or not comparison["rows"]:
+        return comparison
+    judged = {**comparison,
+              **promise_comparison(calibrated.held, live.model, test, calibrated.live)}
+    held_live, held_new = judged["live_promise_coverage"], judged["new_promise_coverage"]
+    shown = "no promises (trained before them)" if held_live is None else f"{held_live:.1%}"
+    log.info(
+        f"Promises at {CHECKED_PROBABILITY:g} on the same {judged['rows']} held-out rows: "
+        f"champion {judged['live_version']}'s held for {shown}; the challenger's for "
+        + (f"{held_new:.1%}" if held_new is not None else "none")
+        + " (each half under the other's calibration)"
+    )
+    return judged
+
+
+def _describe_outliers(outliers: Any) -> str:
+    worst = outliers.loc[outliers["z"].abs().idxmax()]
+    return (
+        f"dropped {len(outliers)} gross outlier row(s), each over 8 noise standard deviations "
+        f"from its product's line (worst: {worst[PRODUCT]}, {worst[HOURS]:g} hours at "
+        f"{worst[ORDERS]:g} orders)"
+    )

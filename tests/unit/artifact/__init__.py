@@ -1,0 +1,1 @@
+"""The served model's plain-number artifact."""

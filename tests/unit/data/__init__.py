@@ -1,0 +1,1 @@
+"""Tranches: names, reading, validation and drift."""
