@@ -12,11 +12,12 @@ from typing import Any, List, NamedTuple, Optional, Tuple
 import numpy as np
 import pandas as pd
 
-from pipeline.modelling.estimator import (
+from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
+from pipeline.modelling.estimator import factorize_products
+from pipeline.modelling.pooling import (
     Posterior,
     Prior,
     Sums,
-    factorize_products,
     fit_prior,
     grouped_sums,
     line_values,
@@ -24,7 +25,6 @@ from pipeline.modelling.estimator import (
     prior_sample,
     row_variances,
 )
-from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 
 OUTLIER_Z = 8.0
 MAX_ROUNDS = 4

@@ -51,6 +51,8 @@ Codes = Union[ProductCodes, Sequence[str]]
 
 SCALE_MIN_ROWS = 10  # products whose residuals fit the scale line, when there are enough
 RATIO_MIN_ROWS = 3  # fewer training rows: the product keeps the catalogue's noise ratio
+SCALE_SAMPLE_ROWS = 1_000_000  # rows the scale line is fitted to, evenly spaced
+CHUNK_ROWS = 1_000_000  # rows scaled at a time
 
 
 def _positions(codes: ProductCodes, rows: pd.DataFrame) -> np.ndarray:
@@ -80,18 +82,27 @@ def promise_shape(estimator: Any, served_codes: Codes, train: pd.DataFrame
     """Return the promise parameters but the score quantiles: steps 1 to 3, on training rows."""
     served_codes = ProductCodes.of(served_codes)
     k = len(estimator.product_codes_)
-    x = train[ORDERS].to_numpy(dtype=float)
-    y = train[HOURS].to_numpy(dtype=float)
-    idx = estimator.product_index(train[PRODUCT])
-    residual = y - estimator.predict_line(train)
-    rows = np.bincount(idx, minlength=k)
+    rows = np.bincount(estimator.product_index(train[PRODUCT]), minlength=k)
+    # The scale line from at most SCALE_SAMPLE_ROWS evenly spaced rows (three numbers: a
+    # million rows pin them down), then every row's scaled residual, a chunk at a time: at
+    # 10M rows, whole-column scratch arrays were half a gigabyte.
+    sample = train.iloc[::-(-len(train) // SCALE_SAMPLE_ROWS)] if len(train) else train
+    x, y, residual, idx = _residuals(estimator, sample)
     positive = y > 0  # a floored row's residual is not the noise's
     use = positive & (rows[idx] >= SCALE_MIN_ROWS)
     if use.sum() < 100:
         use = positive
     scale = _fit_scale(x[use], residual[use])
-    scaled2 = (residual / _scale_at(scale, x)) ** 2
-    ratio2 = _shrunk_ratios(idx[positive], scaled2[positive], k)
+    sums = np.zeros((2, k))
+    square_sums = np.zeros(2)
+    for start in range(0, len(train), CHUNK_ROWS):
+        x, y, residual, idx = _residuals(estimator, train.iloc[start:start + CHUNK_ROWS])
+        positive = y > 0
+        scaled2 = (residual[positive] / _scale_at(scale, x[positive])) ** 2
+        sums[0] += np.bincount(idx[positive], minlength=k)
+        sums[1] += np.bincount(idx[positive], scaled2, minlength=k)
+        square_sums += (float(scaled2.sum()), float((scaled2 * scaled2).sum()))
+    ratio2 = _shrunk_ratios(sums[0], sums[1], square_sums)
 
     prior = estimator.prior_.cov
     prior_terms = np.array([prior[0, 0], prior[0, 1], prior[1, 1]], dtype=float)
@@ -299,22 +310,33 @@ def _scale_at(scale: np.ndarray, x: np.ndarray) -> np.ndarray:
     return at
 
 
-def _shrunk_ratios(idx: np.ndarray, scaled2: np.ndarray, k: int) -> np.ndarray:
+def _residuals(
+    estimator: Any, rows: pd.DataFrame
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return the rows' orders, hours, residuals about their lines, and product positions."""
+    y = rows[HOURS].to_numpy(dtype=float)
+    return (rows[ORDERS].to_numpy(dtype=float), y, y - estimator.predict_line(rows),
+            estimator.product_index(rows[PRODUCT]))
+
+
+def _shrunk_ratios(n: np.ndarray, total: np.ndarray, square_sums: np.ndarray) -> np.ndarray:
     """Return each product's squared noise ratio, shrunk toward 1 (empirical Bayes).
 
-    A product's mean squared scaled residual over n rows varies by about kappa / n from
-    sampling alone (kappa: the rows' variance of it); what varies more, between products,
-    is their own noise. Each keeps the share of its deviation that the between-product
-    variance explains: none when products are alike, most for a product with many rows.
+    From each product's count `n` and sum `total` of squared scaled residuals, and those
+    residuals' overall sum and sum of squares. A product's mean over n rows varies by about
+    kappa / n from sampling alone (kappa: the rows' variance of it); what varies more,
+    between products, is their own noise. Each keeps the share of its deviation that the
+    between-product variance explains: none when products are alike, most for a product
+    with many rows.
     """
-    n = np.bincount(idx, minlength=k).astype(float)
-    total = np.bincount(idx, scaled2, minlength=k)
-    pooled = float(scaled2.mean()) if len(scaled2) else 1.0
+    rows = float(n.sum())
+    pooled = float(square_sums[0] / rows) if rows else 1.0
     relative = np.where(n > 0, total / np.maximum(n, 1) / pooled, 1.0)
-    kappa = float(np.var(scaled2 / pooled)) if len(scaled2) else 2.0
+    # var(s / pooled) = E[s^2] / pooled^2 - 1
+    kappa = max(float(square_sums[1] / rows) / (pooled * pooled) - 1.0, 0.0) if rows else 2.0
     enough = n >= SCALE_MIN_ROWS
     if enough.sum() < 2:
-        return np.ones(k)
+        return np.ones(len(n))
     between = float(np.var(relative[enough]) - np.mean(kappa / n[enough]))
     between = max(between, 0.0)
     weight = np.where(n >= RATIO_MIN_ROWS, between / (between + kappa / np.maximum(n, 1)), 0.0)

@@ -11,7 +11,7 @@ from sklearn.base import clone
 
 from pipeline.data import drift
 from pipeline.modelling.catalogue import Catalogue, carry_forward
-from pipeline.modelling.estimator import MIN_ROWS_ALONE, PooledLinearRegressor
+from pipeline.modelling.estimator import PooledLinearRegressor
 from pipeline.modelling.evaluation import (
     Split,
     TaskMetrics,
@@ -25,6 +25,7 @@ from pipeline.registry.leftovers import remove_leftovers
 from pipeline.logs import configure_logger
 from pipeline.artifact.model import ProductLinearModel
 from pipeline.modelling.outliers import screen_outliers
+from pipeline.modelling.pooling import MIN_ROWS_ALONE
 from pipeline.artifact.promise import (
     CHECKED_PROBABILITY,
     REPORT_PROBABILITIES,

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from pipeline import generate_dataset, train_model
-from pipeline.serve_model import API_PATH
+from pipeline.service.app import API_PATH
 from pipeline.registry.store import LocalStore
 from tests.processes import Service, free_port, stage_env, start_service, stop_service
 

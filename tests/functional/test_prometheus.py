@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from pipeline import train_model
-from pipeline.serve_model import API_PATH, BATCH_PATH
+from pipeline.service.app import API_PATH, BATCH_PATH
 from pipeline.registry.store import LocalStore
 from tests.apt import ensure_program
 from tests.processes import REPO, Service, free_port, start_service, stop_service

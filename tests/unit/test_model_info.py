@@ -21,7 +21,7 @@ from pipeline.registry.models import (
     serialise_model,
     sha256,
 )
-from pipeline.serve_model import MODEL_PATH, create_app
+from pipeline.service.app import MODEL_PATH, create_app
 from pipeline.registry.store import LocalStore
 from tests.conftest import put_tranche
 from tests.processes import free_port

@@ -5,7 +5,7 @@ from fastapi.testclient import TestClient
 
 from pipeline import train_model
 from pipeline.registry.models import load_newest_model
-from pipeline.serve_model import API_PATH, create_app
+from pipeline.service.app import API_PATH, create_app
 from pipeline.registry.store import LocalStore
 
 

@@ -11,7 +11,7 @@ from pipeline import generate_dataset, train_model
 from pipeline.modelling.estimator import PooledLinearRegressor
 from pipeline.modelling.evaluation import split_by_product
 from pipeline.registry.models import LoadedModel, load_newest_model, published_versions
-from pipeline.serve_model import API_PATH, BATCH_PATH, create_app
+from pipeline.service.app import API_PATH, BATCH_PATH, create_app
 from pipeline.registry.store import LocalStore
 from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 from tests.conftest import put_tranche

@@ -24,7 +24,7 @@ from pipeline.registry.models import (
     serialise_model,
     sha256,
 )
-from pipeline.serve_model import API_PATH, create_app
+from pipeline.service.app import API_PATH, create_app
 from pipeline.registry.store import LocalStore
 from tests.conftest import put_tranche
 

@@ -23,7 +23,7 @@ from pipeline import train_model
 from pipeline.service.estimate_endpoints import served
 from pipeline.generate_dataset import generate_tranche
 from pipeline.registry.models import load_newest_model
-from pipeline.serve_model import API_PATH, BATCH_PATH, create_app
+from pipeline.service.app import API_PATH, BATCH_PATH, create_app
 from pipeline.registry.store import LocalStore
 from tests.conftest import put_tranche
 

@@ -20,7 +20,7 @@ from pipeline.service.http_guards import Message, Receive, Scope, Send
 from pipeline.service.metrics import ServiceMetrics
 from pipeline.artifact.model import ProductLinearModel
 from pipeline.registry.models import LoadedModel
-from pipeline.serve_model import API_PATH, BATCH_PATH, BODY_LIMITS, create_app
+from pipeline.service.app import API_PATH, BATCH_PATH, BODY_LIMITS, create_app
 
 
 def test_round_hours_equals_pythons_round_to_3_decimals_on_every_value() -> None:

@@ -13,7 +13,7 @@ from pipeline.service.metrics import ServiceMetrics, start_metrics_server
 from pipeline.artifact.model import CatalogueState, ProductLinearModel
 from pipeline.artifact.product_codes import ProductCodes
 from pipeline.registry.models import LoadedModel, ModelMetadata, load_newest_model, metadata_extra
-from pipeline.serve_model import API_PATH, create_app
+from pipeline.service.app import API_PATH, create_app
 from pipeline.registry.store import LocalStore
 from tests.scrape import Sample, parse_metrics, total, value
 

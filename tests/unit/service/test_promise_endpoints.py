@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from pipeline.service.estimate_endpoints import EstimateFastPath
 from pipeline.registry.models import LoadedModel
-from pipeline.serve_model import API_PATH, BATCH_PATH, create_app
+from pipeline.service.app import API_PATH, BATCH_PATH, create_app
 
 
 @pytest.fixture(scope="module")
