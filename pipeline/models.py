@@ -24,7 +24,6 @@ from pipeline.artifact.promise import CHECKED_PROBABILITY
 from pipeline.registry.models import (
     ModelVerificationError,
     load_model,
-    metadata_extra,
     published_versions,
     read_metadata,
 )
@@ -63,18 +62,19 @@ def model_rows(store: Store, signing_key: Optional[bytes], last: int = 20) -> Li
                 rows.append(ModelRow(version, "?", "?", None, None, None, None, None, None,
                                      None, False, problem))
                 continue
-        comparison = metadata_extra(metadata, "comparison") or {}
+        comparison = metadata.comparison_section()
+        dataset = metadata.dataset_section()
         rows.append(
             ModelRow(
                 version=version,
                 trained_at=metadata.created_at[:19].replace("T", " "),
-                tranche=str(metadata.dataset.get("key", "?")).rsplit("/", 1)[-1],
-                rows=metadata.dataset.get("rows_used"),
+                tranche=(dataset.key or "?").rsplit("/", 1)[-1],
+                rows=dataset.rows_used,
                 products=metadata.products(),
                 r2=metadata.metrics.get("r2"),
                 mae=metadata.metrics.get("mae"),
                 promise_coverage=metadata.metrics.get("promise_coverage"),
-                live_mae=comparison.get("live_mae"),
+                live_mae=comparison.live_mae if comparison else None,
                 signed=bool(metadata.signature),
                 verifies=not problem,
                 problem=problem,

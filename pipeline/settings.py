@@ -50,6 +50,16 @@ class Settings(BaseSettings):
     http_keep_alive_timeout: int = Field(5, gt=0, description="idle keep-alive seconds")
     http_max_connections: int = Field(1000, gt=0, description="connections open at once")
     http_drain_grace: float = Field(2.0, ge=0, description="SIGTERM: idle connections kept")
+    # Request bodies held in memory at once, across all connections; beyond it a body gets
+    # 503 with Retry-After, unread (a body under 4 KiB is always admitted). The serving pod
+    # asks for 384 MB and idles at about 80 MB; a budgeted byte costs about one byte of
+    # memory while held, plus what parsing the one batch being parsed at a time takes, so
+    # 64 MiB keeps the worst case near 175 MB (README, "Failure modes"). At least one
+    # largest batch body (2 MiB, MAX_BATCH_BODY_BYTES in pipeline/service/http_guards.py), or
+    # no batch would ever be admitted.
+    http_body_budget_bytes: int = Field(
+        64 * 1024 * 1024, ge=2 * 1024 * 1024, description="request body bytes in memory"
+    )
     # A line per request costs about a tenth of a request's time and fills the pod's log;
     # /metrics counts requests by route and status instead. On for debugging a client.
     access_log: bool = Field(False, description="1 logs a line per request (uvicorn's)")

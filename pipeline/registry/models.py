@@ -18,13 +18,14 @@ from typing import Any, Dict, List, NamedTuple, Optional
 
 import joblib
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from pipeline.logs import configure_logger
 from pipeline.artifact.model import MAX_ORDERS_PLACED, CatalogueState, ProductLinearModel
 from pipeline.artifact.product_codes import ProductCodes
 from pipeline.artifact.promise import check_promise_params
 from pipeline.settings import Settings
+from pipeline.registry.metadata import ModelMetadata
 from pipeline.registry.store import ObjectTooLargeError, Store, StoreError
 
 log = configure_logger(__name__)
@@ -43,48 +44,10 @@ class ModelVerificationError(Exception):
     """A published model is incomplete, altered, or unreadable, and must not be loaded."""
 
 
-class ModelMetadata(BaseModel):
-    """What is known about a published model; `extra` keeps fields added by later versions.
-
-    Only the fields a model's JSON holds are written and signed (`exclude_unset`), so the
-    canonical JSON is the same for the code that wrote a model and any code that reads it.
-    `product_codes` lists the products in models before the catalogue change; since then
-    the codes live in the artifact only, and the metadata counts them (`catalogue`).
-    """
-
-    model_config = ConfigDict(extra="allow", protected_namespaces=())
-
-    model_version: str
-    created_at: str
-    artifact_key: str
-    artifact_sha256: str
-    artifact_format: str
-    metrics: Dict[str, float]
-    dataset: Dict[str, Any]
-    product_codes: Optional[List[str]] = None
-    signature: Optional[str] = None
-
-    def products(self) -> Optional[int]:
-        """How many products the model answers, from either generation of metadata."""
-        if self.product_codes is not None:
-            return len(self.product_codes)
-        count = (metadata_extra(self, "catalogue") or {}).get("products")
-        return int(count) if isinstance(count, int) else None
-
-
 class LoadedModel(NamedTuple):
     model: ProductLinearModel
     metadata: ModelMetadata
     promise: Optional[Dict[str, Any]] = None  # the artifact's "promise" (None: it has none)
-
-
-def metadata_extra(metadata: ModelMetadata, name: str) -> Any:
-    """Return a field added after the first release (None when the model predates it).
-
-    Such fields stay pydantic extras rather than declared ones, so the canonical JSON that
-    is signed is the same for the code that wrote a model and any code that reads it.
-    """
-    return (metadata.model_extra or {}).get(name)
 
 
 def new_model_version(now: Optional[datetime] = None) -> str:
@@ -332,9 +295,9 @@ def verify_model(
 
 def with_listed_catalogue(model: ProductLinearModel, metadata: ModelMetadata) -> ProductLinearModel:
     """Give a model of the list format the carried and dropped products its metadata lists."""
-    listed = metadata_extra(metadata, "catalogue") or {}
-    carried = listed.get("carried") or {}
-    dropped = [str(code) for code in listed.get("dropped") or ()]
+    listed = metadata.catalogue_section()
+    carried = listed.carried
+    dropped = [str(code) for code in listed.dropped]
     weeks = np.zeros(len(model), np.int16)
     if carried:
         at = model.product_codes.find_many([str(code) for code in carried])

@@ -18,7 +18,7 @@ from typing_extensions import Annotated
 
 from pipeline.artifact.product_codes import ProductCodes
 from pipeline.logs import configure_logger
-from pipeline.registry.models import LoadedModel, metadata_extra
+from pipeline.registry.models import LoadedModel
 from pipeline.service.api_schema import (
     ERROR_RESPONSES,
     BatchEstimates,
@@ -45,7 +45,7 @@ DOCS_ASSETS = "/docs-assets"
 def model_info(loaded: LoadedModel, newest_published: Optional[str], pinned: bool) -> ModelInfo:
     """Describe the model served, from its metadata, for operators and the review."""
     metadata = loaded.metadata
-    raw = metadata_extra(metadata, "comparison")
+    raw = metadata.extra("comparison")
     comparison: Optional[ModelComparison] = None
     try:
         comparison = ModelComparison.model_validate(raw) if raw else None
@@ -54,8 +54,8 @@ def model_info(loaded: LoadedModel, newest_published: Optional[str], pinned: boo
     return ModelInfo(
         model_version=metadata.model_version,
         created_at=metadata.created_at,
-        tranche=metadata.dataset.get("key"),
-        rows=metadata.dataset.get("rows_used"),
+        tranche=metadata.dataset_section().key,
+        rows=metadata.dataset_section().rows_used,
         products=len(loaded.model),
         r2=metadata.metrics.get("r2"),
         mae=metadata.metrics.get("mae"),
@@ -84,9 +84,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loaded = load_model()
         app.state.loaded = loaded
-        catalogue = metadata_extra(loaded.metadata, "catalogue") or {}
         app.state.dropped = loaded.model.catalogue.dropped
-        app.state.carry_weeks = catalogue.get("max_carry_weeks")
+        app.state.carry_weeks = loaded.metadata.catalogue_section().max_carry_weeks
         app.state.model_info = model_info(loaded, newest_published, pinned)
         app.state.served = served(loaded.model, loaded.metadata.model_version, loaded.promise)
         metrics.set_model(loaded.metadata, app.state.model_info.serving_newest)

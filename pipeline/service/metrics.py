@@ -37,7 +37,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import HistogramMetricFamily, Metric
 
-from pipeline.registry.models import ModelMetadata, metadata_extra
+from pipeline.registry.metadata import ModelMetadata
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -84,6 +84,10 @@ _REASON_BY_ERROR_TYPE = {
     "too_short": "batch_size",
     "too_long": "batch_size",
 }
+# What the HTTP server turns away or closes under overload (pipeline/service/http_server.py):
+# a body beyond the memory budget (503), a connection beyond the cap (503), and a connection
+# stalled before its request headers, closed to make room at the cap.
+OVERLOAD_REASONS = ("body_budget", "connection_cap", "stalled_closed")
 # Refusals made by the request guard before FastAPI sees the request, known by status.
 _REASON_BY_STATUS = {400: "unreadable_body", 413: "body_too_large", 415: "not_json"}
 
@@ -108,7 +112,7 @@ def created_timestamp(metadata: ModelMetadata) -> Optional[float]:
 
 def orders_range(metadata: ModelMetadata) -> Optional[Tuple[float, float]]:
     """Return the lowest and highest orders_placed the model was trained on, if recorded."""
-    profile = metadata_extra(metadata, "profile") or {}
+    profile = metadata.profile() or {}
     quantiles: Sequence[float] = (profile.get("orders_placed") or {}).get("quantiles") or ()
     if len(quantiles) < 2:
         return None
@@ -192,6 +196,16 @@ class ServiceMetrics:
             "ttd_refusals", "Estimate requests refused (4xx), by reason",
             ["reason"], registry=self.registry,
         )
+        self.overload = Counter(
+            "ttd_http_overload",
+            "Requests refused (503) and stalled connections closed under overload, by reason",
+            ["reason"], registry=self.registry,
+        )
+        self.body_bytes = Gauge(
+            "ttd_http_request_body_bytes",
+            "Request body bytes held in memory now (limit: TTD_HTTP_BODY_BUDGET_BYTES)",
+            registry=self.registry,
+        )
         self.extrapolated = Counter(
             "ttd_extrapolated_requests",
             "Estimates for an orders_placed outside the range the model was trained on",
@@ -218,6 +232,7 @@ class ServiceMetrics:
         )
         # Create every reason's series now, so rate() and alerts see a 0 before the first one.
         self._refused = {reason: self.refusals.labels(reason) for reason in REFUSAL_REASONS}
+        self._overloaded = {reason: self.overload.labels(reason) for reason in OVERLOAD_REASONS}
         self._above = self.extrapolated.labels("above")
         self._below = self.extrapolated.labels("below")
         self._observed: Dict[Tuple[str, str, int], Tuple[Any, Any]] = {}
@@ -227,7 +242,7 @@ class ServiceMetrics:
     def set_model(self, metadata: ModelMetadata, serving_newest: bool) -> None:
         """Describe the model now served: its info, age, range, promise coverage and whether it
         is the newest."""
-        tranche = str(metadata.dataset.get("key", ""))
+        tranche = metadata.dataset_section().key or ""
         self.model_info.clear()
         self.model_info.labels(metadata.model_version, tranche, metadata.created_at).set(1)
         created = created_timestamp(metadata)
@@ -266,6 +281,14 @@ class ServiceMetrics:
 
     def refuse(self, reason: str) -> None:
         self._refused.get(reason, self._refused["other"]).inc()
+
+    def overloaded(self, reason: str) -> None:
+        """Count one refusal or closure by the HTTP server under overload."""
+        self._overloaded[reason].inc()
+
+    def watch_body_bytes(self, held: Callable[[], float]) -> None:
+        """Report the HTTP server's count of request body bytes in memory."""
+        self.body_bytes.set_function(held)
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one request and its duration (label children cached: no per-call lookup)."""

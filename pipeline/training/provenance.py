@@ -17,7 +17,6 @@ import sklearn
 
 from pipeline.registry.models import (
     ModelVerificationError,
-    metadata_extra,
     published_versions,
     read_metadata,
     sha256,
@@ -72,4 +71,4 @@ def already_published(store: Store, run: str) -> Optional[str]:
         newest = read_metadata(store, versions[0])
     except ModelVerificationError:
         return None
-    return versions[0] if metadata_extra(newest, "run_fingerprint") == run else None
+    return versions[0] if newest.extra("run_fingerprint") == run else None

@@ -16,12 +16,11 @@ from pipeline.logs import configure_logger
 from pipeline.artifact.model import ARTIFACT_FORMAT
 from pipeline.artifact.promise import Calibration
 from pipeline.modelling.promise_fit import calibration_of, orders_quintiles
+from pipeline.registry.metadata import ModelMetadata
 from pipeline.registry.models import (
-    ModelMetadata,
     ModelVerificationError,
     artifact_key,
     check_servable,
-    metadata_extra,
     new_model_version,
     publish_model,
     published_versions,
@@ -171,17 +170,16 @@ def review_report(
         history.append(_history_point(old))
     history.append(_history_point(metadata))
     held_out = test.assign(estimate=served_estimates(model, test))
-    extra = metadata.model_extra or {}
     return render(
         ReportInputs(
             version=metadata.model_version,
             created_at=metadata.created_at,
-            tranche=str(metadata.dataset.get("location", "")),
+            tranche=metadata.dataset_section().location or "",
             metrics=metadata.metrics,
-            comparison=extra.get("comparison"),
-            forced=bool((extra.get("thresholds") or {}).get("forced")),
+            comparison=metadata.extra("comparison"),
+            forced=metadata.thresholds_section().forced,
             held_out=held_out,
-            drift=extra.get("drift") or [],
+            drift=metadata.extra("drift") or [],
             history=history,
             warnings=warnings,
             calibrations=list(calibrations),
@@ -190,11 +188,11 @@ def review_report(
 
 
 def _history_point(metadata: ModelMetadata) -> HistoryPoint:
-    comparison = metadata_extra(metadata, "comparison") or {}
+    comparison = metadata.comparison_section()
     return HistoryPoint(
         metadata.model_version,
         metadata.created_at,
         metadata.metrics.get("r2"),
         metadata.metrics.get("mae"),
-        comparison.get("live_mae"),
+        comparison.live_mae if comparison else None,
     )

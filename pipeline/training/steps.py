@@ -40,7 +40,7 @@ from pipeline.modelling.promise_fit import (
     promise_shape,
     served_within,
 )
-from pipeline.registry.models import LoadedModel, metadata_extra, sha256
+from pipeline.registry.models import LoadedModel, sha256
 from pipeline.registry.store import S3Store, Store
 from pipeline.data.tranche import (
     DATASETS_PREFIX,
@@ -149,7 +149,7 @@ def fetch_tranche(store: Store) -> Tranche:
 def prepare_data(tranche: Tranche, live: Optional[LoadedModel]) -> Prepared:
     """Parse and validate the tranche, drop gross outliers, and name what drifted."""
     where = tranche.location
-    live_rows = live.metadata.dataset.get("rows_used") if live else None
+    live_rows = live.metadata.dataset_section().rows_used if live else None
     try:
         report = validate_tranche(
             read_tranche(tranche.raw, tranche.lines), int(live_rows) if live_rows else None
@@ -172,7 +172,7 @@ def prepare_data(tranche: Tranche, live: Optional[LoadedModel]) -> Prepared:
         warnings.append(_describe_outliers(screened.outliers))
         log.warning(f"tranche {where}: {warnings[-1]}")
     shifts = drift.compare(
-        metadata_extra(live.metadata, "profile") if live else None, screened.data
+        live.metadata.profile() if live else None, screened.data
     )
     for warning in drift.describe_drift(shifts):
         log.warning(warning)

@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 
 from pipeline import serve_model, train_model
 from pipeline.generate_dataset import generate_tranche
+from pipeline.registry.metadata import ModelMetadata
 from pipeline.registry.models import (
-    ModelMetadata,
     ModelVerificationError,
     artifact_key,
     load_model,

@@ -84,6 +84,27 @@ def test_training_after_an_old_model_carries_its_listed_products_forward(
     assert new.model.predict_one("SKU006", 50) == old.model.predict_one("SKU006", 50)
 
 
+def test_metadata_sections_read_as_typed_fields_from_old_and_new_models(tmp_path: Path) -> None:
+    store = fixture_store(tmp_path, "unsigned")
+    first, second = sorted(published_versions(store))
+    old = load_model(store, second).metadata
+    assert old.catalogue_section().carried == {"SKU006": 1}
+    assert old.catalogue_section().products is None and old.products() == 6
+    comparison = old.comparison_section()
+    assert comparison is not None and comparison.live_version == first
+    assert isinstance(comparison.live_mae, float) and comparison.rows > 0
+    assert load_model(store, first).metadata.comparison_section() is None
+    assert old.dataset_section().rows_used == old.dataset["rows_used"]
+
+    week3 = generate_tranche(400, 6, seed=3).data
+    put_tranche(store, week3, datetime(2026, 11, 20, 23))
+    train_model.main(store, max_mae_regression=5.0)
+    new = load_newest_model(store).metadata
+    assert new.catalogue_section().products == 6 and new.products() == 6
+    assert new.catalogue_section().carried == {}  # counted, not listed, since the change
+    assert new.thresholds_section().r2_error == 0.5
+
+
 def test_a_live_model_from_before_promises_leaves_its_promise_coverage_unknown(
     tmp_path: Path,
 ) -> None:

@@ -12,7 +12,8 @@ from pipeline import train_model
 from pipeline.service.metrics import ServiceMetrics, start_metrics_server
 from pipeline.artifact.model import CatalogueState, ProductLinearModel
 from pipeline.artifact.product_codes import ProductCodes
-from pipeline.registry.models import LoadedModel, ModelMetadata, load_newest_model, metadata_extra
+from pipeline.registry.metadata import ModelMetadata
+from pipeline.registry.models import LoadedModel, load_newest_model
 from pipeline.service.app import API_PATH, create_app
 from pipeline.registry.store import LocalStore
 from tests.scrape import Sample, parse_metrics, total, value
@@ -154,7 +155,7 @@ def test_requests_are_counted_by_route_template_never_by_the_raw_path(client: Te
 def test_queues_beyond_the_trained_range_are_counted_as_extrapolation(
     client: TestClient, loaded: LoadedModel
 ) -> None:
-    deciles = metadata_extra(loaded.metadata, "profile")["orders_placed"]["quantiles"]
+    deciles = loaded.metadata.extra("profile")["orders_placed"]["quantiles"]
     lowest, highest = deciles[0], deciles[-1]
     before = scrape(client)
     client.post(API_PATH, json={"product_code": "SKU001", "orders_placed": (lowest + highest) / 2})
