@@ -148,10 +148,12 @@ def create_app(
             kind = "unknown_product_code"
         return {"loc": loc, "msg": msg, "type": kind, "input": code}
 
-    def no_promises(loc: Tuple[Any, ...], probability: float) -> RequestValidationError:
+    def require_promises(current: Served, probability: Optional[float]) -> None:
         """Refuse a promise asked of a model trained before promises were calibrated."""
-        return RequestValidationError([{
-            "loc": loc,
+        if probability is None or current.promises is not None:
+            return
+        raise RequestValidationError([{
+            "loc": ("body", "promise_probability"),
             "msg": "the model served has no calibrated promises (it was trained before they "
             "existed); ask without promise_probability, or retrain",
             "type": "promise_unavailable",
@@ -170,21 +172,15 @@ def create_app(
         if position < 0:
             raise unknown_products(request, [(("body", "product_code"), body.product_code)])
         probability = body.promise_probability
-        if probability is not None and current.promises is None:
-            raise no_promises(("body", "promise_probability"), probability)
+        require_promises(current, probability)
         hours = current.lines.estimate_one(position, body.orders_placed)
         metrics.estimate(hours, body.orders_placed)
-        if probability is None:
-            return DispatchEstimate(
-                est_hours_to_dispatch=hours, model_version=current.model_version
-            )
-        return DispatchEstimate(
-            est_hours_to_dispatch=hours,
-            model_version=current.model_version,
-            promise_hours_to_dispatch=current.promise_one(
-                position, body.orders_placed, probability
-            ),
-            promise_probability=probability,
+        promise = None if probability is None else current.promise_one(
+            position, body.orders_placed, probability
+        )
+        return DispatchEstimate(  # the promise's fields, None, are left out
+            est_hours_to_dispatch=hours, model_version=current.model_version,
+            promise_hours_to_dispatch=promise, promise_probability=probability,
         )
 
     @app.post(BATCH_PATH, response_model=BatchEstimates, responses=ERROR_RESPONSES,
@@ -202,17 +198,15 @@ def create_app(
                 request, [(("body", "orders", i, "product_code"), code) for i, code in unknown]
             )
         probability = body.promise_probability
-        if probability is not None and current.promises is None:
-            raise no_promises(("body", "promise_probability"), probability)
+        require_promises(current, probability)
         orders_placed = np.array([order.orders_placed for order in body.orders], dtype=float)
         hours = current.lines.estimate_many(positions, orders_placed)
         metrics.estimate_many(hours, orders_placed)
-        if probability is None:
-            return BatchEstimates(model_version=current.model_version, estimates=hours.tolist())
+        promises = None if probability is None else current.promise_many(
+            positions, orders_placed, probability
+        ).tolist()
         return BatchEstimates(
-            model_version=current.model_version,
-            estimates=hours.tolist(),
-            promises=current.promise_many(positions, orders_placed, probability).tolist(),
+            model_version=current.model_version, estimates=hours.tolist(), promises=promises,
             promise_probability=probability,
         )
 

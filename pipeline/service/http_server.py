@@ -30,372 +30,39 @@ rate-limited by RepeatFilter, so an attack cannot flood the log.
 """
 import asyncio
 import importlib.util
-import json
-import logging
-import resource
-import time
-from collections import OrderedDict
 from typing import (
     Any,
     Callable,
     ClassVar,
     Dict,
-    List,
-    NamedTuple,
     Optional,
-    Tuple,
     Type,
     cast,
 )
 
 import h11
 import uvicorn
-from typing_extensions import Literal, Protocol
+from typing_extensions import Protocol
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from pipeline.service.http_guards import (
-    MAX_BATCH_BODY_BYTES,
-    MAX_BODY_BYTES,
-    ASGIApp,
-    Message,
-    Receive,
-    Scope,
-    Send,
-)
 from pipeline.logs import configure_logger
-from pipeline.settings import Settings
+
+from pipeline.service.http_limits import (
+    CLOSE_HEADER,
+    HEADERS_TOO_LARGE,
+    INVALID_REQUEST,
+    MAX_HEADER_BYTES,
+    SERVICE_UNAVAILABLE,
+    HttpLimits,
+    Parser,
+    filtered_logger,
+    fit_to_file_limit,
+    raw_response,
+)
+from pipeline.service.overload import Overload, _count_nothing, guard_request
 
 log = configure_logger(__name__)
-
-Parser = Literal["h11", "httptools"]
-CLOSE_HEADER = (b"connection", b"close")
-# File descriptors kept free for the process itself (logs, the store, S3 connections) when the
-# connection cap is fitted under the file limit.
-RESERVED_FILES = 64
-MAX_BACKLOG = 2048  # uvicorn's default: asyncio accepts up to this many at once
-# A body this small (a single order, under 4 KiB) is admitted whatever the memory budget holds:
-# the connection cap bounds what such bodies can take (1,000 x 4 KiB = 4 MB).
-FREE_BODY_BYTES = MAX_BODY_BYTES
-RETRY_AFTER = (b"retry-after", b"1")
-# A request line and headers are under 1 KiB here; 16 KiB is h11's and Node's limit. httptools
-# sets none: without one, a client could grow a header in memory until its deadline.
-MAX_HEADER_BYTES = 16 * 1024
-
-
-class HttpLimits(NamedTuple):
-    """How long a client may take, how many may connect, and how long a drain waits."""
-
-    header_timeout: float = 10.0
-    body_timeout: float = 10.0
-    keep_alive_timeout: int = 5
-    max_connections: int = 1000
-    drain_grace: float = 2.0
-    body_budget: int = 64 * 1024 * 1024
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> "HttpLimits":
-        return cls(
-            header_timeout=settings.http_header_timeout,
-            body_timeout=settings.http_body_timeout,
-            keep_alive_timeout=settings.http_keep_alive_timeout,
-            max_connections=settings.http_max_connections,
-            drain_grace=settings.http_drain_grace,
-            body_budget=settings.http_body_budget_bytes,
-        )
-
-
-def error_body(status: int, message: str) -> bytes:
-    """Return the API's error shape for a refusal made by the HTTP layer."""
-    return json.dumps(
-        {"detail": [{"loc": ["request"], "msg": message, "type": f"http_{status}"}]}
-    ).encode()
-
-
-def raw_response(
-    status: int, reason: str, message: str, retry_after: Optional[int] = None
-) -> bytes:
-    """Return a whole HTTP response that closes the connection, in the API's error shape."""
-    body = error_body(status, message)
-    retry = "" if retry_after is None else f"retry-after: {retry_after}\r\n"
-    head = (
-        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\n{retry}connection: close\r\n\r\n"
-    )
-    return head.encode() + body
-
-
-SERVICE_UNAVAILABLE = raw_response(
-    503, "Service Unavailable", "too many connections open: try again shortly", retry_after=1
-)
-INVALID_REQUEST = raw_response(
-    400,
-    "Bad Request",
-    "not a valid HTTP request: a malformed request line or header, or an ambiguous body "
-    "length (Content-Length with Transfer-Encoding, or two Content-Lengths)",
-)
-HEADERS_TOO_LARGE = raw_response(
-    431, "Request Header Fields Too Large",
-    f"request line and headers over {MAX_HEADER_BYTES} bytes",
-)
-BODY_BUDGET_FULL = error_body(
-    503, "the server holds as many request bodies as its memory allows: try again shortly"
-)
-
-
-def fit_to_file_limit(max_connections: int) -> Tuple[int, int]:
-    """Return the connection cap and listen backlog that fit under the process's file limit.
-
-    asyncio accepts up to `backlog` connections in one go before any is refused, so the cap
-    plus the backlog must stay below the limit, or accept() fails for want of descriptors.
-    """
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return max_connections, MAX_BACKLOG
-    budget = max(2, soft - RESERVED_FILES)
-    backlog = max(1, min(MAX_BACKLOG, budget // 4))
-    return max(1, min(max_connections, budget - backlog)), backlog
-
-
-class RepeatFilter(logging.Filter):
-    """Let through at most `burst` records of one kind per `window` seconds.
-
-    A flood (a failed accept per connection, a warning per bad request) would otherwise fill
-    the disk and bury everything else. The next record let through says how many were
-    dropped. The traceback of asyncio's "out of system resource" is replaced by its message.
-    """
-
-    def __init__(
-        self, burst: int = 5, window: float = 10.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        super().__init__()
-        self.burst = burst
-        self.window = window
-        self.clock = clock
-        self.kinds: Dict[Tuple[str, str], List[float]] = {}  # [window start, count, dropped]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        first_line = str(record.msg).split("\n", 1)[0]
-        key = (record.name, first_line[:200])
-        now = self.clock()
-        if len(self.kinds) > 1000:  # messages built with f-strings: keep the table bounded
-            self.kinds.clear()
-        start, count, dropped = self.kinds.get(key, [now, 0.0, 0.0])
-        if now - start >= self.window:
-            start, count = now, 0.0
-        if count >= self.burst:
-            self.kinds[key] = [start, count, dropped + 1]
-            return False
-        self.kinds[key] = [start, count + 1, 0.0]
-        if "out of system resource" in first_line and record.exc_info:
-            record.msg = f"{first_line}: {record.exc_info[1]}"
-            record.args = None
-            record.exc_info = None
-            record.exc_text = None
-        if dropped:
-            record.msg = f"{record.getMessage()} ({int(dropped)} more like this not logged)"
-            record.args = None
-        return True
-
-
-def filtered_logger(name: str) -> logging.Logger:
-    """Return a logger with a RepeatFilter (added once)."""
-    logger = logging.getLogger(name)
-    if not any(isinstance(f, RepeatFilter) for f in logger.filters):
-        logger.addFilter(RepeatFilter())
-    return logger
-
-
-filtered_logger(__name__)
-
-
-class BodyBudget:
-    """Request body bytes held in memory at once, across all connections, and their limit.
-
-    A body is counted from the moment its headers are in (its declared length, reserved
-    before any of it is read) until its request has been answered or its connection lost:
-    the time the fast path and the app hold it, parse it and answer it.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.held = 0
-
-    def reserve(self, size: int) -> bool:
-        """Count `size` more bytes as held, or say False if that would pass the limit."""
-        if self.held + size > self.limit:
-            return False
-        self.held += size
-        return True
-
-    def release(self, size: int) -> None:
-        self.held -= size
-
-
-def _count_nothing(reason: str) -> None:
-    """The overload counter when the app has no metrics (a bare ASGI app in a test)."""
-
-
-class Overload:
-    """What all connections of one server share: the body budget, the connections waiting
-    for request headers (oldest first), and how many closures are under way."""
-
-    def __init__(self, limits: HttpLimits, count: Callable[[str], None] = _count_nothing) -> None:
-        self.limits = limits
-        self.budget = BodyBudget(limits.body_budget)
-        self.waiting: "OrderedDict[ConnectionGuard, None]" = OrderedDict()
-        self.closing = 0  # connections closed by the cap or shedding, not yet gone
-        self.count = count
-
-    def at_cap(self, open_connections: int) -> bool:
-        return open_connections - self.closing > self.limits.max_connections
-
-    def shed_oldest(self) -> bool:
-        """Close the connection that has waited longest for a request's headers, to make room
-        for a new one; say False if no connection is waiting for headers."""
-        while self.waiting:
-            guard, _ = self.waiting.popitem(last=False)
-            cycle = guard.owner.cycle
-            busy = cycle is not None and not cycle.response_complete  # pipelined: answering
-            if not guard.owner.transport.is_closing() and not busy:
-                guard.shed()
-                return True
-        return False
-
-
-async def _refuse_body(send: Send, size: int, budget: BodyBudget) -> None:
-    log.warning(
-        "Refused a request body (503): %d bytes would pass the memory budget of %d "
-        "(TTD_HTTP_BODY_BUDGET_BYTES)",
-        size,
-        budget.limit,
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(BODY_BUDGET_FULL)).encode()),
-                RETRY_AFTER,
-                CLOSE_HEADER,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": BODY_BUDGET_FULL})
-
-
-async def _refuse_ambiguous(send: Send) -> None:
-    log.warning("Refused a request with an ambiguous body length (400, closed)")
-    message = (
-        "a request may carry Content-Length or Transfer-Encoding, not both, "
-        "and Content-Length once"
-    )
-    body = error_body(400, message)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 400,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                CLOSE_HEADER,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _streamed_within_budget(
-    app: ASGIApp, scope: Scope, receive: Receive, send: Send, overload: Overload
-) -> None:
-    """Run `app`, counting the body's bytes against the budget as they arrive (a chunked
-    body, or one longer than any route reads): past the budget, answer 503 and tell the app
-    the client left, as the request guard does for an oversized body."""
-    budget = overload.budget
-    received = held = 0
-    refused = started = False
-
-    async def counted_receive() -> Message:
-        nonlocal received, held, refused
-        message = await receive()
-        if message["type"] != "http.request" or refused:
-            return message
-        received += len(message.get("body", b""))
-        more = received - FREE_BODY_BYTES - held
-        if more <= 0:
-            return message
-        if budget.reserve(more):
-            held += more
-            return message
-        refused = True
-        overload.count("body_budget")
-        if not started:
-            await _refuse_body(send, received, budget)
-        return {"type": "http.disconnect"}
-
-    async def guarded_send(message: Message) -> None:
-        nonlocal started
-        if not refused:
-            started = True
-            await send(message)
-
-    try:
-        await app(scope, counted_receive, guarded_send)
-    finally:
-        budget.release(held)
-
-
-def guard_request(app: ASGIApp, overload: Overload) -> ASGIApp:
-    """Check a request's framing and fit its body in the memory budget, before `app` runs.
-
-    A request with both Content-Length and Transfer-Encoding, or two Content-Lengths, gets
-    400 (RFC 9112, 6.1): a proxy in front and this server may cut the body in different
-    places, and the bytes after it would run as a second, smuggled request. Closing the
-    connection after the 400 means those bytes are never read. (Both parsers refuse such
-    requests themselves today; this holds if one stops doing so.)
-
-    A body up to 4 KiB goes through at once. A larger one reserves its declared length;
-    if the budget cannot hold it, it gets 503 with Retry-After, unread, and its connection
-    is closed. The reservation is released when the app returns, which it does however the
-    request ends: answered, refused, timed out (408) or abandoned by the client.
-    """
-
-    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-        lengths = 0
-        declared = b""
-        chunked = False
-        for name, value in scope["headers"]:  # both parsers give lower-case names
-            if name == b"content-length":
-                lengths += 1
-                declared = value
-            elif name == b"transfer-encoding":
-                chunked = True
-        if lengths > 1 or (lengths and chunked):
-            await _refuse_ambiguous(send)
-            return
-        if not chunked:
-            size = int(declared) if declared.isdigit() else 0
-            if size <= FREE_BODY_BYTES:
-                await app(scope, receive, send)
-                return
-            if size <= MAX_BATCH_BODY_BYTES:
-                budget = overload.budget
-                if not budget.reserve(size):
-                    overload.count("body_budget")
-                    await _refuse_body(send, size, budget)
-                    return
-                try:
-                    await app(scope, receive, send)
-                finally:
-                    budget.release(size)
-                return
-        # Longer than any route accepts (refused 413 unread behind), or chunked.
-        await _streamed_within_budget(app, scope, receive, send, overload)
-
-    return guarded
+filtered_logger(__name__)  # the closures an attack can repeat are rate-limited
 
 
 class _Owner(Protocol):

@@ -169,8 +169,9 @@ async def test_valid_requests_are_answered_without_the_app_behind_and_others_rea
     assert behind.bodies == [b"".join(chunks) for chunks in refused]
 
 
+@pytest.mark.parametrize("extra", [{}, {"promise_probability": 0.93}])
 def test_the_routes_behind_answer_valid_requests_as_the_fast_path_does(
-    loaded: LoadedModel, monkeypatch: pytest.MonkeyPatch
+    loaded: LoadedModel, monkeypatch: pytest.MonkeyPatch, extra: Dict[str, Any]
 ) -> None:
     rng = random.Random(4)
     orders = [{"product_code": rng.choice(loaded.model.product_codes),
@@ -182,8 +183,9 @@ def test_the_routes_behind_answer_valid_requests_as_the_fast_path_does(
             monkeypatch.setattr(EstimateFastPath, "_batch", lambda *args: None)
         with TestClient(create_app(lambda: loaded)) as client:
             answers.append((
-                [client.post(API_PATH, json=order).json() for order in orders[:20]],
-                client.post(BATCH_PATH, json={"orders": orders}).json(),
+                [client.post(API_PATH, json={**order, **extra}).content for order in orders[:20]],
+                client.post(BATCH_PATH, json={"orders": orders, **extra}).content,
             ))
-    assert answers[0] == answers[1]
-    assert answers[0][1]["estimates"][:20] == [a["est_hours_to_dispatch"] for a in answers[0][0]]
+    assert answers[0] == answers[1]  # byte for byte
+    singles = [json.loads(a)["est_hours_to_dispatch"] for a in answers[0][0]]
+    assert json.loads(answers[0][1])["estimates"][:20] == singles

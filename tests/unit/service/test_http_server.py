@@ -9,14 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline.service.http_guards import MAX_BATCH_BODY_BYTES
-from pipeline.service.http_server import (
-    HttpLimits,
-    Overload,
-    RepeatFilter,
-    fit_to_file_limit,
-    guard_request,
-    raw_response,
-)
+from pipeline.service.http_limits import HttpLimits, RepeatFilter, fit_to_file_limit, raw_response
+from pipeline.service.overload import Overload, guard_request
 from pipeline.settings import Settings
 
 

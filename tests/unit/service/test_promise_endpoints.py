@@ -5,7 +5,6 @@ from typing import Any, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.service.estimate_endpoints import EstimateFastPath
 from pipeline.registry.models import LoadedModel
 from pipeline.service.app import API_PATH, BATCH_PATH, create_app
 
@@ -104,27 +103,6 @@ def test_a_probability_inside_a_batch_order_gets_a_422_naming_it(client: TestCli
         {"product_code": "SKU001", "orders_placed": 1, "promise_probability": 0.9}]})
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "orders", 1, "promise_probability"]
-
-
-def test_the_routes_behind_answer_promises_as_the_fast_path_does(
-    trained_model: LoadedModel, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    rng = random.Random(5)
-    orders = [{"product_code": rng.choice(trained_model.model.product_codes),
-               "orders_placed": rng.uniform(0, 500)} for _ in range(50)]
-    answers = []
-    for declined in (False, True):
-        if declined:  # every request goes to the FastAPI routes
-            monkeypatch.setattr(EstimateFastPath, "_single", lambda *args: None)
-            monkeypatch.setattr(EstimateFastPath, "_batch", lambda *args: None)
-        with TestClient(create_app(lambda: trained_model)) as client:
-            answers.append((
-                [client.post(API_PATH, json={**o, "promise_probability": 0.93}).content
-                 for o in orders[:10]],
-                client.post(BATCH_PATH, json={"orders": orders, "promise_probability": 0.93}
-                            ).content,
-            ))
-    assert answers[0] == answers[1]
 
 
 def test_a_model_trained_before_promises_refuses_a_probability_by_field_and_answers_without(
