@@ -221,7 +221,7 @@ def served_within(
     idx = idx[known]
     x = rows[ORDERS].to_numpy(dtype=float)[known]
     hours = rows[HOURS].to_numpy(dtype=float)[known]
-    # The service's line, unfloored: a promise starts from it (pipeline/estimate_endpoints.py).
+    # The service's line, unfloored: a promise starts from it (service/estimate_endpoints.py).
     line = np.asarray(model.intercepts, dtype=float)[idx] + \
         np.asarray(model.slopes, dtype=float)[idx] * x
     promises = Promises(promise, len(model.product_codes))
@@ -351,18 +351,3 @@ def calibration_split(test: pd.DataFrame) -> List[pd.DataFrame]:
     """
     every_other = np.arange(len(test)) % 2 == 0
     return [test[every_other].reset_index(drop=True), test[~every_other].reset_index(drop=True)]
-
-
-def build_promise(
-    estimator: Any,
-    served_codes: Codes,
-    train: pd.DataFrame,
-    test: pd.DataFrame,
-    probabilities: Sequence[float] = (CHECKED_PROBABILITY,),
-) -> Tuple[Dict[str, Any], List[Coverage]]:
-    """Return the promise parameters, calibrated on all held-out rows, and their coverage
-    at each probability measured on held-out rows that did not calibrate (two folds)."""
-    served_codes = ProductCodes.of(served_codes)
-    shape = promise_shape(estimator, served_codes, train)
-    params = calibrate(shape, estimator, served_codes, test)
-    return params, held_out_coverage(shape, estimator, served_codes, test, probabilities)
