@@ -4,6 +4,7 @@ Steps:
 1. List the models that have metadata (are published), newest first, up to --last.
 2. Verify each as serving would (SHA-256, signature with TTD_SIGNING_KEY, parameters).
 3. Print a table: version, trained at, tranche, rows, products, held-out R² and MAE, the
+   share of held-out orders within their promise at 0.9 ("-": trained before promises), the
    live model's MAE on that week (from the champion comparison), signed, verifies.
 
 Run: python -m pipeline.models [STORE] [--last 20] [--show VERSION]
@@ -19,6 +20,7 @@ from pipeline.cli import (
     stage_settings,
 )
 from pipeline.logs import configure_logger
+from pipeline.artifact.promise import CHECKED_PROBABILITY
 from pipeline.registry.models import (
     ModelVerificationError,
     load_model,
@@ -38,6 +40,7 @@ class ModelRow(NamedTuple):
     products: Optional[int]
     r2: Optional[float]
     mae: Optional[float]
+    promise_coverage: Optional[float]  # held-out orders within their promise at 0.9
     live_mae: Optional[float]  # last week's model on this model's week
     signed: Optional[bool]
     verifies: bool
@@ -57,7 +60,7 @@ def model_rows(store: Store, signing_key: Optional[bytes], last: int = 20) -> Li
                 metadata = read_metadata(store, version)
             except ModelVerificationError:
                 rows.append(ModelRow(version, "?", "?", None, None, None, None, None, None,
-                                     False, problem))
+                                     None, False, problem))
                 continue
         comparison = metadata.comparison_section()
         dataset = metadata.dataset_section()
@@ -70,6 +73,7 @@ def model_rows(store: Store, signing_key: Optional[bytes], last: int = 20) -> Li
                 products=metadata.products(),
                 r2=metadata.metrics.get("r2"),
                 mae=metadata.metrics.get("mae"),
+                promise_coverage=metadata.metrics.get("promise_coverage"),
                 live_mae=comparison.live_mae if comparison else None,
                 signed=bool(metadata.signature),
                 verifies=not problem,
@@ -89,13 +93,18 @@ def _cell(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _share(value: Optional[float]) -> str:
+    return "-" if value is None or value != value else f"{value:.1%}"
+
+
 def format_table(rows: List[ModelRow]) -> str:
     """Return the rows as a fixed-width table, newest first, with problems listed below."""
     header = ["version", "trained at (UTC)", "tranche", "rows", "products", "R²", "MAE",
-              "live MAE", "signed", "verifies"]
+              f"within {CHECKED_PROBABILITY:g}", "live MAE", "signed", "verifies"]
     cells = [
         [r.version, r.trained_at, r.tranche, _cell(r.rows), _cell(r.products), _cell(r.r2),
-         _cell(r.mae), _cell(r.live_mae), _cell(r.signed), _cell(r.verifies)]
+         _cell(r.mae), _share(r.promise_coverage), _cell(r.live_mae), _cell(r.signed),
+         _cell(r.verifies)]
         for r in rows
     ]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)

@@ -13,7 +13,10 @@ Steps:
 7. Score the live model on the same held-out rows; refuse a new model worse beyond tolerance.
    Calibrate the promises on the held-out rows; warn if their coverage, measured on rows that
    did not calibrate them, is off beyond sampling noise (pipeline/modelling/promise_fit.py).
-8. Publish the artifact, then its metadata (version, metrics, comparison, lineage, profile).
+   Add both models' promise coverage at 0.9 on the same rows to the comparison: the live
+   model's is how last week's promises held on this week.
+8. Publish the review report (with both models' promise calibration), the artifact, then its
+   metadata (version, metrics, comparison, lineage, profile).
 """
 from typing import Optional
 
@@ -42,6 +45,7 @@ from pipeline.training.steps import (
     fetch_tranche,
     fit_lines,
     judge_against_live,
+    judge_promises,
     newest_tranche_key,
     prepare_data,
 )
@@ -93,7 +97,8 @@ def main(
     check_fitted(fitted, prepared.data, run)
     catalogue = extend_catalogue(fitted, live, run)
     comparison = judge_against_live(catalogue.model, live, fitted.split.test, run)
-    calibrated = calibrate_promises(fitted, catalogue.model, prepared.warnings)
+    calibrated = calibrate_promises(fitted, catalogue.model, live, prepared.warnings)
+    comparison = judge_promises(comparison, calibrated, live, fitted.split.test)
     clock.lap("evaluate_and_check")
     return publish(store, Publication(tranche, prepared, fitted, catalogue, comparison,
                                       calibrated, run, fingerprint, clock.laps), signing_key)

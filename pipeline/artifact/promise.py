@@ -13,7 +13,7 @@ floats only (the service imports neither pandas, scikit-learn nor scipy):
 Q being the calibrated score quantile at probability p, linear between a grid's 0.50..0.99.
 """
 import math
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
 import numpy as np
 
@@ -21,6 +21,9 @@ PROMISE_METHOD = "split-conformal/normalised-residuals/1"
 MIN_PROBABILITY, MAX_PROBABILITY = 0.5, 0.99
 PROBABILITIES = np.round(np.arange(50) / 100 + 0.5, 2)  # 0.50, 0.51, ... 0.99
 CHECKED_PROBABILITY = 0.9  # what the weekly checks, the metadata and the gauge report
+# Where the review report draws coverage against probability (CHECKED_PROBABILITY among them).
+REPORT_PROBABILITIES = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99)
+QUINTILES = 5
 WARNING_Z = 3.0  # coverage this many binomial sds from the probability is warned about
 
 
@@ -30,6 +33,23 @@ class Coverage(NamedTuple):
     probability: float
     coverage: float
     rows: int
+
+
+class Calibration(NamedTuple):
+    """How one model's promises held on this week's held-out orders, for the review report.
+
+    `coverage[i]` is the share within their promise at `probabilities[i]`; `by_quintile[q]`
+    the share at CHECKED_PROBABILITY among orders of the q-th quintile of orders placed
+    (NaN: no such rows), `quintiles[q]` that quintile's orders placed, as "low-high".
+    """
+
+    model: str  # "this model", "live model"
+    version: str
+    rows: int
+    probabilities: List[float]
+    coverage: List[float]
+    quintiles: List[str]
+    by_quintile: List[float]
 
 
 def conformal_quantiles(scores: np.ndarray, probabilities: np.ndarray) -> np.ndarray:

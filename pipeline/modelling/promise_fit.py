@@ -17,13 +17,17 @@ Steps, at training (`fit_promise`):
 4. On the held-out rows (the fit never saw them), score = residual / sigma(x) (a row floored
    at zero hours is within any promise: -inf), and keep the scores' conformal quantile,
    ceil((n + 1) p) / n, at each probability of a grid from 0.50 to 0.99.
-5. Measure coverage honestly (`held_out_coverage`): calibrate on half the held-out rows,
+5. Measure coverage honestly (`held_out_within`): calibrate on half the held-out rows,
    count the other half within their promises, and the other way round.
+
+Week after week (`served_within`, `promise_comparison`): the live model's published promise
+judged on this week's held-out rows, beside the new model's; `calibration_of` summarises
+either for the review report (coverage against probability, and by quintile of the queue).
 
 Serving is artifact/promise.py (numpy only); the artifact carries the parameters as one dict
 of plain numpy arrays and floats.
 """
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -32,11 +36,14 @@ from pipeline.artifact.promise import (
     CHECKED_PROBABILITY,
     PROBABILITIES,
     PROMISE_METHOD,
+    QUINTILES,
+    Calibration,
     Coverage,
     Promises,
     conformal_quantiles,
 )
 from pipeline.modelling.evaluation import positions_among
+from pipeline.artifact.model import ProductLinearModel
 from pipeline.artifact.product_codes import ProductCodes
 from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 
@@ -137,6 +144,58 @@ def calibrate(shape: Dict[str, Any], estimator: Any, served_codes: Codes,
             "calibration_rows": int(len(scores))}
 
 
+class HeldOut(NamedTuple):
+    """Which held-out rows were dispatched within their promise, at each probability."""
+
+    probabilities: Tuple[float, ...]
+    known: np.ndarray  # per held-out row: its product has a promise
+    within: np.ndarray  # (probabilities, rows): within its promise (False where not known)
+
+    def coverages(self) -> List[Coverage]:
+        """Return the share of the known rows within their promise, at each probability."""
+        rows = int(self.known.sum())
+        return [
+            Coverage(p, float(self.within[i, self.known].mean()) if rows else float("nan"), rows)
+            for i, p in enumerate(self.probabilities)
+        ]
+
+
+def held_out_within(
+    shape: Dict[str, Any],
+    estimator: Any,
+    served_codes: Codes,
+    test: pd.DataFrame,
+    probabilities: Sequence[float] = (CHECKED_PROBABILITY,),
+) -> HeldOut:
+    """Return which held-out rows were within a promise that they did not calibrate.
+
+    Two folds (cross-conformal): calibrate on alternate held-out rows, check the others
+    against their promise, and the other way round. The promise served is calibrated on all
+    of them; each half's is calibrated on half as many rows, so this errs, if at all, toward
+    reporting worse coverage than served.
+    """
+    served_codes = ProductCodes.of(served_codes)
+    halves = calibration_split(test)
+    even = np.arange(len(test)) % 2 == 0
+    places = [np.flatnonzero(even), np.flatnonzero(~even)]  # each half's rows in `test`
+    known = np.zeros(len(test), dtype=bool)
+    within = np.zeros((len(probabilities), len(test)), dtype=bool)
+    for calibrating, checking, at in ((halves[0], halves[1], places[1]),
+                                      (halves[1], halves[0], places[0])):
+        promises = Promises(calibrate(shape, estimator, served_codes, calibrating),
+                            len(served_codes))
+        idx = _positions(served_codes, checking)
+        checked = checking[idx >= 0]
+        at = at[idx >= 0]
+        idx = idx[idx >= 0]
+        x = checked[ORDERS].to_numpy(dtype=float)
+        hours = checked[HOURS].to_numpy(dtype=float)
+        line = estimator.predict_line(checked)
+        known[at] = True
+        _check_within(promises, idx, line, x, hours, probabilities, within, at)
+    return HeldOut(tuple(float(p) for p in probabilities), known, within)
+
+
 def held_out_coverage(
     shape: Dict[str, Any],
     estimator: Any,
@@ -144,31 +203,90 @@ def held_out_coverage(
     test: pd.DataFrame,
     probabilities: Sequence[float] = (CHECKED_PROBABILITY,),
 ) -> List[Coverage]:
-    """Return the coverage of promises on held-out rows that did not calibrate them.
+    """Return the coverage of promises on held-out rows that did not calibrate them (two
+    folds, as `held_out_within`)."""
+    return held_out_within(shape, estimator, served_codes, test, probabilities).coverages()
 
-    Two folds (cross-conformal): calibrate on alternate held-out rows, count the others
-    within their promise, and the other way round. The promise served is calibrated on all
-    of them; each half's is calibrated on half as many rows, so this errs, if at all, toward
-    reporting worse coverage than served.
+
+def served_within(
+    model: ProductLinearModel,
+    promise: Dict[str, Any],
+    rows: pd.DataFrame,
+    probabilities: Sequence[float] = (CHECKED_PROBABILITY,),
+) -> HeldOut:
+    """Return which rows were within the promise the service answers with `model` and its
+    artifact's `promise`: how a published model's promises held on rows it never saw."""
+    idx = _positions(model.product_codes, rows)
+    known = idx >= 0
+    idx = idx[known]
+    x = rows[ORDERS].to_numpy(dtype=float)[known]
+    hours = rows[HOURS].to_numpy(dtype=float)[known]
+    # The service's line, unfloored: a promise starts from it (service/estimate_endpoints.py).
+    line = np.asarray(model.intercepts, dtype=float)[idx] + \
+        np.asarray(model.slopes, dtype=float)[idx] * x
+    promises = Promises(promise, len(model.product_codes))
+    within = np.zeros((len(probabilities), len(rows)), dtype=bool)
+    _check_within(promises, idx, line, x, hours, probabilities, within, np.flatnonzero(known))
+    return HeldOut(tuple(float(p) for p in probabilities), known, within)
+
+
+def _check_within(promises: Promises, idx: np.ndarray, line: np.ndarray, x: np.ndarray,
+                  hours: np.ndarray, probabilities: Sequence[float], within: np.ndarray,
+                  at: np.ndarray) -> None:
+    """Set within[i, at] to whether each order's hours are within its promise at the i-th
+    probability: `Promises.hours`' floats, the spread computed once for every probability."""
+    sigma = promises.sigma(np.asarray(idx, dtype=np.intp), x)
+    for i, p in enumerate(probabilities):
+        within[i, at] = hours <= np.maximum(line + sigma * promises.score_quantile(p), 0.0)
+
+
+def promise_comparison(
+    new: HeldOut, live_model: ProductLinearModel, test: pd.DataFrame, live: Optional[HeldOut]
+) -> Dict[str, Optional[float]]:
+    """Return the share of this week's held-out orders within each model's promise at
+    CHECKED_PROBABILITY, on the rows both models answer (the champion comparison's rows).
+
+    The live model's promise was calibrated on last week: this is how it held on the week
+    that followed. None for a live model trained before promises.
     """
-    served_codes = ProductCodes.of(served_codes)
-    halves = calibration_split(test)
-    within = {p: 0 for p in probabilities}
-    rows = 0
-    for calibrating, checking in (halves, halves[::-1]):
-        promises = Promises(calibrate(shape, estimator, served_codes, calibrating),
-                            len(served_codes))
-        idx = _positions(served_codes, checking)
-        checked = checking[idx >= 0]
-        idx = idx[idx >= 0]
-        x = checked[ORDERS].to_numpy(dtype=float)
-        hours = checked[HOURS].to_numpy(dtype=float)
-        line = estimator.predict_line(checked)
-        rows += len(checked)
-        for p in probabilities:
-            within[p] += int((hours <= promises.hours(idx, line, x, p)).sum())
-    return [Coverage(p, within[p] / rows if rows else float("nan"), rows)
-            for p in probabilities]
+    both = new.known & (_positions(live_model.product_codes, test) >= 0)
+
+    def share(held: Optional[HeldOut]) -> Optional[float]:
+        if held is None or not both.any():
+            return None
+        return float(held.within[held.probabilities.index(CHECKED_PROBABILITY), both].mean())
+
+    return {"live_promise_coverage": share(live), "new_promise_coverage": share(new)}
+
+
+def orders_quintiles(rows: pd.DataFrame) -> Tuple[np.ndarray, List[str]]:
+    """Return each row's quintile of orders placed (0 to 4, equal-sized by rank, ties in file
+    order) and each quintile's orders placed as "low-high"."""
+    x = rows[ORDERS].to_numpy(dtype=float)
+    if not len(x):
+        return np.zeros(0, dtype=np.intp), []
+    order = np.argsort(x, kind="stable")
+    quintile = np.empty(len(x), dtype=np.intp)
+    quintile[order] = np.arange(len(x)) * QUINTILES // len(x)
+    labels = []
+    for q in range(QUINTILES):  # five groups, not products
+        seen = x[quintile == q]
+        labels.append(f"{seen.min():g}-{seen.max():g}" if len(seen) else "-")
+    return quintile, labels
+
+
+def calibration_of(model: str, version: str, held: HeldOut, quintile: np.ndarray,
+                   labels: List[str]) -> Calibration:
+    """Summarise `held` for the review report: coverage at each probability, and at
+    CHECKED_PROBABILITY by quintile of orders placed (`orders_quintiles` of the same rows)."""
+    rows = int(held.known.sum())
+    coverage = [c.coverage for c in held.coverages()]
+    at = held.within[held.probabilities.index(CHECKED_PROBABILITY)]
+    counts = np.bincount(quintile[held.known], minlength=QUINTILES)
+    hits = np.bincount(quintile[held.known], weights=at[held.known], minlength=QUINTILES)
+    by_quintile = np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)
+    return Calibration(model, version, rows, list(held.probabilities), coverage, labels,
+                       [float(v) for v in by_quintile])
 
 
 def _fit_scale(x: np.ndarray, residual: np.ndarray) -> np.ndarray:
@@ -233,18 +351,3 @@ def calibration_split(test: pd.DataFrame) -> List[pd.DataFrame]:
     """
     every_other = np.arange(len(test)) % 2 == 0
     return [test[every_other].reset_index(drop=True), test[~every_other].reset_index(drop=True)]
-
-
-def build_promise(
-    estimator: Any,
-    served_codes: Codes,
-    train: pd.DataFrame,
-    test: pd.DataFrame,
-    probabilities: Sequence[float] = (CHECKED_PROBABILITY,),
-) -> Tuple[Dict[str, Any], List[Coverage]]:
-    """Return the promise parameters, calibrated on all held-out rows, and their coverage
-    at each probability measured on held-out rows that did not calibrate (two folds)."""
-    served_codes = ProductCodes.of(served_codes)
-    shape = promise_shape(estimator, served_codes, train)
-    params = calibrate(shape, estimator, served_codes, test)
-    return params, held_out_coverage(shape, estimator, served_codes, test, probabilities)

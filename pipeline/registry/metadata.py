@@ -47,6 +47,10 @@ class ComparisonSection(Section):
     new_mae: Optional[float] = None
     new_r2: Optional[float] = None
     rows: int = 0
+    # Since the weekly promise checks: the share of those rows within each model's promise at
+    # 0.9 (live: None when it was trained before promises).
+    live_promise_coverage: Optional[float] = None
+    new_promise_coverage: Optional[float] = None
 
 
 class CatalogueSection(Section):

@@ -161,6 +161,14 @@ class ModelComparison(BaseModel):
     new_mae: Optional[float] = None
     new_r2: Optional[float] = None
     rows: Optional[int] = Field(None, description="Held-out rows both models answer.")
+    live_promise_coverage: Optional[float] = Field(
+        None, description="Share of those rows dispatched within the live model's promise at "
+        "0.9: how last week's promises held on the new week (null: it had no promises)."
+    )
+    new_promise_coverage: Optional[float] = Field(
+        None, description="The same for this model's promise at 0.9, each half of the rows "
+        "under a calibration on the other half."
+    )
 
 
 class ModelInfo(BaseModel):
@@ -175,6 +183,10 @@ class ModelInfo(BaseModel):
     products: int = Field(description="Products it answers.")
     r2: Optional[float] = Field(description="R² on its held-out rows.")
     mae: Optional[float] = Field(description="Mean absolute error (hours), held-out rows.")
+    promise_coverage: Optional[float] = Field(
+        None, description="Share of held-out orders dispatched within their promise at 0.9, "
+        "each half under a calibration on the other half (null: trained before promises)."
+    )
     comparison: Optional[ModelComparison] = Field(
         description="Against the model it replaced, on the same rows (null for the first)."
     )

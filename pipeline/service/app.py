@@ -59,6 +59,7 @@ def model_info(loaded: LoadedModel, newest_published: Optional[str], pinned: boo
         products=len(loaded.model),
         r2=metadata.metrics.get("r2"),
         mae=metadata.metrics.get("mae"),
+        promise_coverage=metadata.metrics.get("promise_coverage"),
         comparison=comparison,
         signed=bool(metadata.signature),
         pinned=pinned,

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the service: traffic, estimates, refusals, and the model served.
+"""Prometheus metrics of the service: traffic, estimates, refusals, and the model served
+(its version, age, and how often its promises held on held-out orders).
 
 Each app has its own registry, so two apps in one process (tests) never mix their counts.
 The per-request path is kept cheap: label children are looked up once and cached, and the
@@ -218,6 +219,12 @@ class ServiceMetrics:
             "ttd_model_age_seconds", "Time since the served model was trained",
             registry=self.registry,
         )
+        self.promise_coverage = Gauge(
+            "ttd_model_promise_coverage_ratio",
+            "Share of the served model's held-out orders dispatched within their promise at "
+            "0.9, measured at training on rows that did not calibrate it (absent: no promises)",
+            ["model_version"], registry=self.registry,
+        )
         self.serving_newest = Gauge(
             "ttd_serving_newest_model",
             "1 if the newest published model is the one served; 0 if it was skipped or pinned",
@@ -233,7 +240,8 @@ class ServiceMetrics:
         self._range: Optional[Tuple[float, float]] = None
 
     def set_model(self, metadata: ModelMetadata, serving_newest: bool) -> None:
-        """Describe the model now served: its info, age, range and whether it is the newest."""
+        """Describe the model now served: its info, age, range, promise coverage and whether it
+        is the newest."""
         tranche = metadata.dataset_section().key or ""
         self.model_info.clear()
         self.model_info.labels(metadata.model_version, tranche, metadata.created_at).set(1)
@@ -241,6 +249,10 @@ class ServiceMetrics:
         if created is not None:
             self.model_age.set_function(lambda: time.time() - created)
         self.serving_newest.set(1 if serving_newest else 0)
+        self.promise_coverage.clear()
+        coverage = metadata.metrics.get("promise_coverage")
+        if coverage is not None and coverage == coverage:  # absent rather than NaN or 0
+            self.promise_coverage.labels(metadata.model_version).set(coverage)
         self._version = metadata.model_version
         self.estimates.series(metadata.model_version)
         self._range = orders_range(metadata)

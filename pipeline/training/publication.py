@@ -1,10 +1,11 @@
-"""The last step: the model's metadata, its review report, and the publication itself.
+"""The last step: the model's metadata, its review report (with both models' promise
+calibration), and the publication itself.
 
 Nothing is written until the model has passed every check the service applies when it
 loads one (registry.check_servable), so a model the service would refuse is never published.
 """
 from datetime import datetime, timezone
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 import pandas as pd
 
@@ -13,6 +14,8 @@ from pipeline.modelling.catalogue import MAX_DROPPED_WEEKS, Catalogue
 from pipeline.modelling.evaluation import served_estimates
 from pipeline.logs import configure_logger
 from pipeline.artifact.model import ARTIFACT_FORMAT
+from pipeline.artifact.promise import Calibration
+from pipeline.modelling.promise_fit import calibration_of, orders_quintiles
 from pipeline.registry.metadata import ModelMetadata
 from pipeline.registry.models import (
     ModelVerificationError,
@@ -126,7 +129,8 @@ def publish(store: Store, made: Publication, signing_key: Optional[bytes]) -> st
     except ModelVerificationError as exc:
         raise TrainingRefused(f"{exc}; nothing was published") from exc
     review = review_report(
-        store, metadata, made.fitted.split.test, made.catalogue.model, made.prepared.warnings
+        store, metadata, made.fitted.split.test, made.catalogue.model, made.prepared.warnings,
+        report_calibrations(version, made),
     )
     store.put_new(report_key(version), review.encode("utf-8"))
     metadata_location = publish_model(store, version, artifact, metadata, signing_key)
@@ -135,12 +139,25 @@ def publish(store: Store, made: Publication, signing_key: Optional[bytes]) -> st
     return version
 
 
+def report_calibrations(version: str, made: Publication) -> List[Calibration]:
+    """Return this model's promise calibration, then the live model's if it has promises."""
+    quintile, labels = orders_quintiles(made.fitted.split.test)
+    calibrations = [calibration_of("this model", version, made.calibrated.held, quintile,
+                                   labels)]
+    if made.calibrated.live is not None:
+        live_version = str((made.comparison or {}).get("live_version", "?"))
+        calibrations.append(calibration_of("live model", live_version, made.calibrated.live,
+                                           quintile, labels))
+    return calibrations
+
+
 def review_report(
     store: Store,
     metadata: ModelMetadata,
     test: pd.DataFrame,
     model: Any,
     warnings: List[str],
+    calibrations: Sequence[Calibration] = (),
     history_length: int = 10,
 ) -> str:
     """Return the HTML review report of a model about to be published."""
@@ -165,6 +182,7 @@ def review_report(
             drift=metadata.extra("drift") or [],
             history=history,
             warnings=warnings,
+            calibrations=list(calibrations),
         )
     )
 

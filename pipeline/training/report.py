@@ -1,20 +1,22 @@
 """The review report: one self-contained HTML page a person reads before approving a model.
 
 Headline numbers first (this model against the live one), then the plots (predicted against
-actual, residuals against orders placed, the metric history), then the tables (the products
-with the largest errors, drift). Figures are PNGs embedded as data URIs, drawn by matplotlib
-on Figure objects of their own (no pyplot, so no global backend is switched for whoever
-imports this, a notebook included), so the page needs no server, network or script.
+actual, residuals against orders placed, the metric history, the promises' calibration), then
+the tables (the promises' coverage, the products with the largest errors, drift). Figures
+are PNGs embedded as data URIs, drawn by matplotlib on Figure objects of their own (no
+pyplot, so no global backend is switched for whoever imports this, a notebook included), so
+the page needs no server, network or script.
 """
 import base64
 import html
 import io
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from pipeline.artifact.promise import CHECKED_PROBABILITY, Calibration
 from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 
 MAX_POINTS = 5000  # points drawn per scatter: enough to see the shape, small enough to embed
@@ -40,6 +42,7 @@ class ReportInputs(NamedTuple):
     drift: List[Dict[str, Any]]
     history: List[HistoryPoint]  # oldest first, this model last
     warnings: List[str]
+    calibrations: Sequence[Calibration] = ()  # this model's, then the live one's if it has any
 
 
 def _png(figure: Figure) -> str:
@@ -101,6 +104,60 @@ def metric_history(history: List[HistoryPoint]) -> str:
     return _png(figure)
 
 
+CALIBRATION_TITLE = "Promises: share of held-out orders within, against the probability asked"
+QUINTILE_TITLE = (f"Promises at {CHECKED_PROBABILITY:g}: share of held-out orders within, "
+                  "by quintile of orders placed")
+
+
+def promise_calibration(calibrations: Sequence[Calibration]) -> str:
+    """Coverage against probability: on the diagonal, a promise holds as often as it says."""
+    figure = Figure(figsize=(5.5, 4.5), layout="tight")
+    ax = figure.subplots()
+    grid = np.linspace(0.5, 0.99, 50)
+    ax.plot(grid, grid, color="black", linewidth=1, label="as promised")
+    rows = calibrations[0].rows if calibrations else 0
+    if rows:  # what sampling alone moves a share over this model's rows by (2 sd)
+        band = 2 * np.sqrt(grid * (1 - grid) / rows)
+        ax.fill_between(grid, grid - band, grid + band, color="grey", alpha=0.2,
+                        label=f"±2 sd over {rows} rows")
+    for c in calibrations:
+        ax.plot(c.probabilities, c.coverage, marker="o", label=f"{c.model} ({c.rows} rows)")
+    ax.set_xlabel("promise_probability")
+    ax.set_ylabel("share within the promise")
+    ax.set_title("Promise calibration")
+    ax.legend()
+    return _png(figure)
+
+
+def coverage_by_quintile(calibrations: Sequence[Calibration]) -> str:
+    """Coverage at the checked probability per queue quintile: busy queues must hold too."""
+    figure = Figure(figsize=(5.5, 4.5), layout="tight")
+    ax = figure.subplots()
+    labels = calibrations[0].quintiles if calibrations else []
+    x = np.arange(len(labels))
+    width = 0.8 / max(len(calibrations), 1)
+    for i, c in enumerate(calibrations):
+        ax.bar(x + (i - (len(calibrations) - 1) / 2) * width, c.by_quintile, width,
+               label=c.model)
+    ax.axhline(CHECKED_PROBABILITY, color="black", linewidth=1)
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels)
+    ax.set_ylim(min([0.5] + [v for c in calibrations for v in c.by_quintile if v == v]), 1.0)
+    ax.set_xlabel(f"{ORDERS} (quintiles of the held-out rows)")
+    ax.set_ylabel(f"share within the {CHECKED_PROBABILITY:g} promise")
+    ax.set_title(f"Promises at {CHECKED_PROBABILITY:g} by queue length")
+    ax.legend()
+    return _png(figure)
+
+
+def calibration_rows(calibrations: Sequence[Calibration]) -> List[List[Any]]:
+    """Rows of the calibration table: one per probability, a coverage column per model."""
+    if not calibrations:
+        return []
+    return [[p] + [c.coverage[i] for c in calibrations]
+            for i, p in enumerate(calibrations[0].probabilities)]
+
+
 def worst_products(held_out: pd.DataFrame, most: int = WORST_PRODUCTS) -> pd.DataFrame:
     """Return the products with the largest mean absolute error on the held-out rows."""
     errors = held_out.assign(error=(held_out[HOURS] - held_out["estimate"]).abs())
@@ -111,7 +168,7 @@ def worst_products(held_out: pd.DataFrame, most: int = WORST_PRODUCTS) -> pd.Dat
 
 
 def _number(value: Any) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and value != value):  # None or NaN
         return "-"
     if isinstance(value, float) and value.is_integer() and abs(value) >= 100:
         return f"{value:.0f}"  # a count stored among the float metrics
@@ -134,13 +191,14 @@ def render(inputs: ReportInputs) -> str:
     headline = _table(
         [
             ["this model", inputs.version, inputs.metrics.get("mae"), inputs.metrics.get("r2"),
-             inputs.metrics.get("test_rows")],
+             inputs.metrics.get("promise_coverage"), inputs.metrics.get("test_rows")],
             ["live model, same rows", c.get("live_version", "none"), c.get("live_mae"),
-             c.get("live_r2"), c.get("rows")],
+             c.get("live_r2"), c.get("live_promise_coverage"), c.get("rows")],
             ["this model, same rows", inputs.version, c.get("new_mae"), c.get("new_r2"),
-             c.get("rows")],
+             c.get("new_promise_coverage"), c.get("rows")],
         ],
-        ["", "version", "MAE (h)", "R²", "held-out rows"],
+        ["", "version", "MAE (h)", "R²", f"within promise at {CHECKED_PROBABILITY:g}",
+         "held-out rows"],
         "headline",
     )
     worst = worst_products(inputs.held_out)
@@ -154,6 +212,23 @@ def render(inputs: ReportInputs) -> str:
     verdict = "published with --force, though worse than the live model" if inputs.forced \
         else "published: passed every check"
     warnings = "".join(f"<li>{html.escape(w)}</li>" for w in inputs.warnings) or "<li>none</li>"
+    promises, promise_table = "", ""
+    if inputs.calibrations:
+        promises = (_img(promise_calibration(inputs.calibrations), CALIBRATION_TITLE) + "\n"
+                    + _img(coverage_by_quintile(inputs.calibrations), QUINTILE_TITLE))
+        promise_table = (
+            "<h2>Promises: share of held-out orders within, each half under the other half's "
+            "calibration; the live model's as published</h2>\n"
+            + _table(calibration_rows(inputs.calibrations),
+                     ["promise_probability"] + [f"{c.model} {c.version}"
+                                                for c in inputs.calibrations],
+                     "calibration")
+            + _table([[q] + [c.by_quintile[i] for c in inputs.calibrations]
+                      for i, q in enumerate(inputs.calibrations[0].quintiles)],
+                     [f"{ORDERS} (quintile)"] + [f"{c.model} at {CHECKED_PROBABILITY:g}"
+                                                 for c in inputs.calibrations],
+                     "calibration-by-quintile")
+        )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Model review {html.escape(inputs.version)}</title>
@@ -174,6 +249,8 @@ figure {{ display: inline-block; margin: 0 1em 1em 0; }}
 {_img(predicted_vs_actual(inputs.held_out), "Held-out rows: estimate against actual")}
 {_img(residuals_vs_orders(inputs.held_out), "Residuals against orders placed")}
 {_img(metric_history(inputs.history), "Metric history of the last published models")}
+{promises}
+{promise_table}
 <h2>Products with the largest errors</h2>
 {_table(worst.values.tolist(), ["product", "held-out rows", "MAE (h)", "mean hours"],
         "worst-products")}

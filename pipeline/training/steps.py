@@ -26,8 +26,20 @@ from pipeline.logs import configure_logger
 from pipeline.artifact.model import ProductLinearModel
 from pipeline.modelling.outliers import screen_outliers
 from pipeline.modelling.pooling import MIN_ROWS_ALONE
-from pipeline.artifact.promise import CHECKED_PROBABILITY, Coverage, coverage_warning
-from pipeline.modelling.promise_fit import build_promise
+from pipeline.artifact.promise import (
+    CHECKED_PROBABILITY,
+    REPORT_PROBABILITIES,
+    Coverage,
+    coverage_warning,
+)
+from pipeline.modelling.promise_fit import (
+    HeldOut,
+    calibrate,
+    held_out_within,
+    promise_comparison,
+    promise_shape,
+    served_within,
+)
 from pipeline.registry.models import LoadedModel, sha256
 from pipeline.registry.store import S3Store, Store
 from pipeline.data.tranche import (
@@ -85,6 +97,8 @@ class Fitted(NamedTuple):
 class Calibrated(NamedTuple):
     promise: Dict[str, Any]  # the artifact's "promise": plain arrays and floats
     coverage: Coverage  # on held-out rows that did not calibrate it
+    held: HeldOut  # which held-out rows were within it, at each of REPORT_PROBABILITIES
+    live: Optional[HeldOut]  # the same for the live model's published promise (None: none)
 
 
 class Stopwatch:
@@ -246,13 +260,16 @@ def judge_against_live(
 
 
 def calibrate_promises(
-    fitted: Fitted, model: ProductLinearModel, warnings: List[str]
+    fitted: Fitted, model: ProductLinearModel, live: Optional[LoadedModel], warnings: List[str]
 ) -> Calibrated:
     """Calibrate the promises on the held-out rows; warn (never refuse) if their coverage,
-    on rows that did not calibrate them, is off beyond sampling noise."""
-    promise, (coverage,) = build_promise(
-        fitted.estimator, model.product_codes, fitted.split.train, fitted.split.test
-    )
+    on rows that did not calibrate them, is off beyond sampling noise. Check the live
+    model's published promise on the same rows too."""
+    estimator, split, codes = fitted.estimator, fitted.split, model.product_codes
+    shape = promise_shape(estimator, codes, split.train)
+    promise = calibrate(shape, estimator, codes, split.test)
+    held = held_out_within(shape, estimator, codes, split.test, REPORT_PROBABILITIES)
+    coverage = held.coverages()[REPORT_PROBABILITIES.index(CHECKED_PROBABILITY)]
     log.info(
         f"Promises calibrated on {promise['calibration_rows']} held-out rows; at "
         f"{CHECKED_PROBABILITY:g}, {coverage.coverage:.1%} of {coverage.rows} "
@@ -262,7 +279,31 @@ def calibrate_promises(
     if off:
         warnings.append(off)
         log.warning(off)
-    return Calibrated(promise, coverage)
+    live_held = None
+    if live is not None and live.promise is not None:
+        live_held = served_within(live.model, live.promise, split.test, REPORT_PROBABILITIES)
+    return Calibrated(promise, coverage, held, live_held)
+
+
+def judge_promises(
+    comparison: Optional[Dict[str, Any]], calibrated: Calibrated, live: Optional[LoadedModel],
+    test: pd.DataFrame,
+) -> Optional[Dict[str, Any]]:
+    """Add both models' promise coverage at 0.9 on the comparison's rows: the live model's is
+    how last week's promises held on this week (None: it has none). Never refuses."""
+    if live is None or not comparison or not comparison["rows"]:
+        return comparison
+    judged = {**comparison,
+              **promise_comparison(calibrated.held, live.model, test, calibrated.live)}
+    held_live, held_new = judged["live_promise_coverage"], judged["new_promise_coverage"]
+    shown = "no promises (trained before them)" if held_live is None else f"{held_live:.1%}"
+    log.info(
+        f"Promises at {CHECKED_PROBABILITY:g} on the same {judged['rows']} held-out rows: "
+        f"champion {judged['live_version']}'s held for {shown}; the challenger's for "
+        + (f"{held_new:.1%}" if held_new is not None else "none")
+        + " (each half under the other's calibration)"
+    )
+    return judged
 
 
 def _describe_outliers(outliers: Any) -> str:

@@ -44,6 +44,7 @@ def test_the_model_endpoint_describes_the_first_model_from_its_metadata(
         "products": 5,
         "r2": metadata.metrics["r2"],
         "mae": metadata.metrics["mae"],
+        "promise_coverage": metadata.metrics["promise_coverage"],
         "comparison": None,
         "signed": False,
         "pinned": False,
@@ -66,6 +67,9 @@ def test_a_later_model_shows_how_the_live_one_did_on_the_new_week_and_its_signat
     assert info["tranche"] == "datasets/time_to_dispatch_2021-07-16T00:00:00.csv"
     assert info["comparison"]["live_version"] == first
     assert info["comparison"]["live_mae"] > 0 and info["comparison"]["rows"] > 0
+    assert 0.8 < info["promise_coverage"] < 1.0
+    assert 0.8 < info["comparison"]["live_promise_coverage"] < 1.0
+    assert 0.8 < info["comparison"]["new_promise_coverage"] < 1.0
 
 
 def test_a_pinned_older_model_says_it_is_pinned_and_not_the_newest(

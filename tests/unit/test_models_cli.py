@@ -31,9 +31,14 @@ def test_the_list_shows_each_model_newest_first_with_its_week_and_the_live_model
     assert rows[0].rows == 1000 and rows[0].products == 5
     assert rows[0].live_mae is not None and rows[1].live_mae is None
     assert all(r.signed and r.verifies for r in rows)
+    assert rows[0].promise_coverage is not None and 0.8 < rows[0].promise_coverage < 1.0
     table = models.main(store, KEY).splitlines()
     assert table[0].split()[:3] == ["version", "trained", "at"]
     assert table[1].startswith(second) and table[2].startswith(first)
+    header = table[0].split()
+    assert header[header.index("MAE") + 1:header.index("MAE") + 3] == ["within", "0.9"]
+    cells = table[1].split()
+    assert cells[cells.index(f"{rows[0].mae:.4f}") + 1] == f"{rows[0].promise_coverage:.1%}"
 
 
 def test_a_model_that_does_not_verify_is_listed_as_such_with_the_reason(

@@ -114,8 +114,12 @@ def test_training_writes_a_review_report_beside_the_model(store_with_tranche: Lo
         f"models/time_to_dispatch_model_{version}_report.html"
     ).decode()
     assert f"Model review: {version}" in report
-    assert report.count("data:image/png;base64,") == 3
+    assert report.count("data:image/png;base64,") == 5
     assert 'id="worst-products"' in report and 'id="history"' in report
+    assert 'alt="Promises: share of held-out orders within, against the probability' in report
+    assert 'alt="Promises at 0.9: share of held-out orders within, by quintile' in report
+    assert 'id="calibration"' in report and 'id="calibration-by-quintile"' in report
+    assert "live model" not in report.split('id="calibration"')[1].split("</table>")[0]
 
 
 def test_with_an_s3_store_the_no_tranche_hint_never_suggests_synthetic_data() -> None:

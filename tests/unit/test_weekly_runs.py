@@ -2,16 +2,18 @@
 from datetime import datetime, timedelta
 from typing import List, Optional, Tuple
 
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from pipeline import generate_dataset, train_model
 from pipeline.modelling.estimator import PooledLinearRegressor
+from pipeline.modelling.evaluation import split_by_product
 from pipeline.registry.models import LoadedModel, load_newest_model, published_versions
-from pipeline.service.app import API_PATH, create_app
+from pipeline.service.app import API_PATH, BATCH_PATH, create_app
 from pipeline.registry.store import LocalStore
-from pipeline.data.tranche import ORDERS, PRODUCT
+from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 from tests.conftest import put_tranche
 
 FIRST_WEEK = datetime(2021, 7, 9, 23)
@@ -39,10 +41,16 @@ def test_the_second_weeks_model_records_how_the_live_one_did_on_the_new_week(
     comparison = load_newest_model(store).metadata.model_extra["comparison"]  # type: ignore[index]
     assert load_newest_model(store).metadata.model_version == second
     assert comparison["live_version"] == first
-    assert set(comparison) == {"live_version", "live_mae", "live_r2", "new_mae", "new_r2", "rows"}
+    assert set(comparison) == {"live_version", "live_mae", "live_r2", "new_mae", "new_r2", "rows",
+                               "live_promise_coverage", "new_promise_coverage"}
     assert comparison["rows"] == load_newest_model(store).metadata.metrics["test_rows"]
     assert 0.5 < comparison["live_mae"] < 1.0 and 0.5 < comparison["new_mae"] < 1.0
+    # 398 rows: a share of 0.9 has a sampling sd of 1.5 points.
+    assert 0.84 < comparison["live_promise_coverage"] < 0.96
+    assert 0.84 < comparison["new_promise_coverage"] < 0.96
     assert f"Champion {first} on this week's" in caplog.text
+    assert f"Promises at 0.9 on the same {comparison['rows']} held-out rows: champion {first}'s" \
+        in caplog.text
 
 
 def test_a_worse_challenger_is_refused_naming_both_maes_and_the_live_model_stays(
@@ -177,3 +185,44 @@ def test_weeks_over_a_large_catalogue_carry_drop_and_answer_products_as_document
     assert ask(third, new[3]) == (200, "ok") and ask(third, "P999999") == (
         422, "unknown_product_code"
     )
+
+
+@pytest.mark.parametrize("noise", ["normal", "skewed", "growing"])
+def test_good_weeks_of_every_noise_shape_are_published_with_both_promises_holding(
+    store: LocalStore, noise: str
+) -> None:
+    coverages = []
+    for n in range(3):
+        data = generate_dataset.generate_tranche(5000, 20, seed=40 + n, noise=noise).data
+        put_tranche(store, data, week(n))
+        train_model.main(store)
+        comparison = load_newest_model(store).metadata.model_extra["comparison"]  # type: ignore[index]  # noqa: E501
+        if comparison:
+            coverages += [comparison["live_promise_coverage"], comparison["new_promise_coverage"]]
+    assert len(published_versions(store)) == 3
+    # 1,000 held-out rows each: a share of 0.9 has a sampling sd of about 1 point.
+    assert all(0.86 < c < 0.94 for c in coverages), coverages
+
+
+def test_the_live_models_promise_coverage_is_the_share_within_what_the_service_promised(
+    store: LocalStore,
+) -> None:
+    drop_week(store, 0)
+    train_model.main(store)
+    live = load_newest_model(store)
+    data = generate_dataset.generate_tranche(2000, 5, seed=1).data
+    put_tranche(store, data, week(1))
+    train_model.main(store)
+    comparison = load_newest_model(store).metadata.model_extra["comparison"]  # type: ignore[index]
+    held_out = split_by_product(data).test  # the rows training held out, as it split them
+    orders = [{"product_code": str(p), "orders_placed": int(x)}
+              for p, x in zip(held_out[PRODUCT], held_out[ORDERS])]
+    with TestClient(create_app(lambda: live)) as client:
+        answer = client.post(BATCH_PATH, json={"orders": orders, "promise_probability": 0.9})
+    promised = np.array(answer.json()["promises"])
+    hours = held_out[HOURS].to_numpy()
+    assert len(hours) == comparison["rows"]
+    # The service rounds to 3 decimals: an order that near its promise may fall either side.
+    close = np.abs(hours - promised) < 0.001
+    within = (hours <= promised)[~close].sum()
+    assert within <= comparison["live_promise_coverage"] * len(hours) <= within + close.sum()

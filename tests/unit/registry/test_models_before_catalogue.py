@@ -9,7 +9,7 @@ from typing import Dict, List
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline import train_model
+from pipeline import models, train_model
 from pipeline.generate_dataset import generate_tranche
 from pipeline.artifact.model import LIST_FORMAT
 from pipeline.registry.models import load_model, load_newest_model, published_versions
@@ -103,3 +103,27 @@ def test_metadata_sections_read_as_typed_fields_from_old_and_new_models(tmp_path
     assert new.catalogue_section().products == 6 and new.products() == 6
     assert new.catalogue_section().carried == {}  # counted, not listed, since the change
     assert new.thresholds_section().r2_error == 0.5
+
+
+def test_a_live_model_from_before_promises_leaves_its_promise_coverage_unknown(
+    tmp_path: Path,
+) -> None:
+    store = fixture_store(tmp_path, "unsigned")
+    old = load_newest_model(store).metadata.model_version
+    put_tranche(store, generate_tranche(400, 6, seed=3).data, datetime(2026, 11, 20, 23))
+    train_model.main(store, max_mae_regression=5.0)
+    new = load_newest_model(store)
+    comparison = new.metadata.model_extra["comparison"]  # type: ignore[index]
+    assert comparison["live_version"] == old and comparison["rows"] > 0
+    assert comparison["live_promise_coverage"] is None
+    assert 0.8 < comparison["new_promise_coverage"] < 1.0
+    listed = {row.version: row for row in models.model_rows(store, None)}
+    assert listed[old].promise_coverage is None
+    line = next(line for line in models.main(store).splitlines() if line.startswith(old))
+    mae = f"{listed[old].mae:.4f}"
+    assert line.split()[line.split().index(mae) + 1] == "-"
+    app = create_app(lambda: load_model(store, old))
+    with TestClient(app) as client:
+        assert client.get("/api/v0.1/model").json()["promise_coverage"] is None
+        exposition = client.app.state.metrics.exposition().decode()  # type: ignore[attr-defined]
+    assert "ttd_model_promise_coverage_ratio{" not in exposition

@@ -198,6 +198,20 @@ def test_the_model_served_is_described_with_its_version_tranche_and_age(
         assert 2 * 86400 <= age < 2 * 86400 + 600
 
 
+def test_the_served_models_promise_coverage_is_a_gauge_of_its_version_alone(
+    loaded: LoadedModel,
+) -> None:
+    version = loaded.metadata.model_version
+    for client in serve(loaded):
+        samples = scrape(client)
+        coverage = value(samples, "ttd_model_promise_coverage_ratio", model_version=version)
+        assert coverage == loaded.metadata.metrics["promise_coverage"]
+        assert 0.8 < coverage < 1.0
+        assert [s for s in samples if s[0] == "ttd_model_promise_coverage_ratio"] == [
+            ("ttd_model_promise_coverage_ratio", (("model_version", version),))
+        ]
+
+
 def test_serving_newest_is_1_for_the_newest_model_and_0_when_pinned_to_an_older_one(
     loaded: LoadedModel,
 ) -> None:
