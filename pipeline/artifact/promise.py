@@ -13,6 +13,7 @@ floats only (the service imports neither pandas, scikit-learn nor scipy):
 Q being the calibrated score quantile at probability p, linear between a grid's 0.50..0.99.
 """
 import math
+from bisect import bisect_left
 from typing import Any, Dict, List, NamedTuple, Optional
 
 import numpy as np
@@ -91,11 +92,11 @@ class Promises:
         grid, values = self.probabilities, self.quantiles
         if probability <= grid[0]:
             return values[0]
-        for i in range(1, len(grid)):
-            if probability <= grid[i]:
-                share = (probability - grid[i - 1]) / (grid[i] - grid[i - 1])
-                return values[i - 1] + share * (values[i] - values[i - 1])
-        return values[-1]
+        i = bisect_left(grid, probability)  # the first grid point at or above it
+        if i == len(grid):
+            return values[-1]
+        share = (probability - grid[i - 1]) / (grid[i] - grid[i - 1])
+        return values[i - 1] + share * (values[i] - values[i - 1])
 
     def sigma(self, idx: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Return each order's spread about its line: noise and the line's own uncertainty."""
