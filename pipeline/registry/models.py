@@ -124,7 +124,8 @@ def check_servable(
                 "the service would refuse to load it"
             )
     metadata = parse_metadata(metadata_json, version, f"model {version}")
-    return verify_model(metadata, artifact, signing_key, f"model {version}")
+    check_signature(metadata, signing_key, f"model {version}")
+    return verify_artifact(metadata, artifact, f"model {version}")
 
 
 def publish_model(
@@ -248,7 +249,7 @@ def load_model(store: Store, version: str, signing_key: Optional[bytes] = None) 
         )
     except StoreError as exc:
         raise ModelVerificationError(f"{where}: artifact unreadable: {exc}") from exc
-    return verify_model(metadata, artifact, signing_key, store.location(metadata.artifact_key))
+    return verify_artifact(metadata, artifact, store.location(metadata.artifact_key))
 
 
 def check_signature(metadata: ModelMetadata, signing_key: Optional[bytes], where: str) -> None:
@@ -266,11 +267,9 @@ def check_signature(metadata: ModelMetadata, signing_key: Optional[bytes], where
         )
 
 
-def verify_model(
-    metadata: ModelMetadata, artifact: bytes, signing_key: Optional[bytes], where: str
-) -> LoadedModel:
-    """Check the signature, the artifact's hash, format and parameters; return the model."""
-    check_signature(metadata, signing_key, where)
+def verify_artifact(metadata: ModelMetadata, artifact: bytes, where: str) -> LoadedModel:
+    """Check the artifact's hash (against metadata whose signature was checked), format and
+    parameters; return the model."""
     if sha256(artifact) != metadata.artifact_sha256:
         raise ModelVerificationError(
             f"{where}: SHA-256 differs from its metadata; "
