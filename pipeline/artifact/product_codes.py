@@ -30,14 +30,7 @@ class ProductCodes:
     @classmethod
     def from_strings(cls, codes: Iterable[str]) -> "ProductCodes":
         texts = [str(code) for code in codes]
-        joined = "".join(texts)
-        if joined.isascii():  # one encode for all: a character is a byte
-            lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
-            data = joined.encode("ascii")
-        else:
-            encoded = [text.encode("utf-8") for text in texts]
-            lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-            data = b"".join(encoded)
+        data, lengths = _encoded(texts, "strict")
         offsets = np.zeros(len(texts) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         return cls(np.frombuffer(data, dtype=np.uint8), offsets)
@@ -89,15 +82,9 @@ class ProductCodes:
         """Say whether these codes are our first ones, in order (a model's own products)."""
         if len(codes) > len(self):
             return False
-        joined = "".join(codes)
-        data = joined.encode("utf-8", "surrogatepass")
+        data, lengths = _encoded(codes)
         if data != self._bytes[:len(data)]:
             return False
-        lengths = np.fromiter(
-            map(len, codes) if joined.isascii()
-            else (len(c.encode("utf-8", "surrogatepass")) for c in codes),
-            dtype=np.int64, count=len(codes),
-        )
         return bool(np.array_equal(np.cumsum(lengths), self.offsets[1:len(codes) + 1]))
 
     def index(self) -> Tuple[np.ndarray, np.ndarray]:
@@ -131,14 +118,8 @@ class ProductCodes:
         found = np.where(hashes[at] == wanted, order[at], -1)
         # Verify the bytes of every hash match, all at once; a mismatch (an unknown code, or
         # the rare second code of a hash) is settled by `find`, one code at a time.
-        joined = "".join(codes)
-        if joined.isascii():  # one encode for all: a character is a byte
-            lengths = np.fromiter(map(len, codes), dtype=np.int64, count=count)
-            sent = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
-        else:
-            encoded = [code.encode("utf-8", "surrogatepass") for code in codes]
-            lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=count)
-            sent = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        data, lengths = _encoded(codes)
+        sent = np.frombuffer(data, dtype=np.uint8)
         candidate = np.maximum(found, 0)
         same = (found >= 0) & (np.diff(self.offsets)[candidate] == lengths)
         starts = np.zeros(count + 1, dtype=np.int64)
@@ -155,3 +136,16 @@ class ProductCodes:
         for i in np.flatnonzero((found >= 0) & ~same).tolist():
             positions[i] = self.find(codes[i])
         return positions
+
+
+def _encoded(codes: Sequence[str], errors: str = "surrogatepass") -> Tuple[bytes, np.ndarray]:
+    """Return the codes' UTF-8 bytes, back to back, and each one's length in bytes.
+
+    One encode for all when they are ASCII (a character is then a byte), the common case;
+    `surrogatepass` lets a client's lone surrogate be compared (it matches no stored code).
+    """
+    joined = "".join(codes)
+    if joined.isascii():
+        return joined.encode("ascii"), np.fromiter(map(len, codes), np.int64, len(codes))
+    encoded = [code.encode("utf-8", errors) for code in codes]
+    return b"".join(encoded), np.fromiter(map(len, encoded), np.int64, len(encoded))

@@ -55,11 +55,6 @@ SCALE_SAMPLE_ROWS = 1_000_000  # rows the scale line is fitted to, evenly spaced
 CHUNK_ROWS = 1_000_000  # rows scaled at a time
 
 
-def _positions(codes: ProductCodes, rows: pd.DataFrame) -> np.ndarray:
-    """Return each row's position among `codes` (-1: not among them)."""
-    return positions_among(codes, rows)
-
-
 def fit_promise(
     estimator: Any,
     served_codes: Codes,
@@ -132,7 +127,7 @@ def calibrate(shape: Dict[str, Any], estimator: Any, served_codes: Codes,
     """Return `shape` with the conformal score quantiles of the calibration rows (step 4)."""
     served_codes = ProductCodes.of(served_codes)
     promises = Promises(shape, len(served_codes))
-    c_idx = _positions(served_codes, calibration)
+    c_idx = positions_among(served_codes, calibration)
     keep = c_idx >= 0
     c_rows = calibration[keep]
     c_idx = c_idx[keep]
@@ -184,7 +179,7 @@ def held_out_within(
                                       (halves[1], halves[0], places[0])):
         promises = Promises(calibrate(shape, estimator, served_codes, calibrating),
                             len(served_codes))
-        idx = _positions(served_codes, checking)
+        idx = positions_among(served_codes, checking)
         checked = checking[idx >= 0]
         at = at[idx >= 0]
         idx = idx[idx >= 0]
@@ -216,7 +211,7 @@ def served_within(
 ) -> HeldOut:
     """Return which rows were within the promise the service answers with `model` and its
     artifact's `promise`: how a published model's promises held on rows it never saw."""
-    idx = _positions(model.product_codes, rows)
+    idx = positions_among(model.product_codes, rows)
     known = idx >= 0
     idx = idx[known]
     x = rows[ORDERS].to_numpy(dtype=float)[known]
@@ -249,7 +244,7 @@ def promise_comparison(
     The live model's promise was calibrated on last week: this is how it held on the week
     that followed. None for a live model trained before promises.
     """
-    both = new.known & (_positions(live_model.product_codes, test) >= 0)
+    both = new.known & (positions_among(live_model.product_codes, test) >= 0)
 
     def share(held: Optional[HeldOut]) -> Optional[float]:
         if held is None or not both.any():
