@@ -104,7 +104,9 @@ def test_a_signing_key_in_the_environment_signs_at_training_and_is_enforced_at_s
 def test_two_training_runs_at_once_publish_two_whole_models(tmp_path: Path) -> None:
     store = str(tmp_path / "artifacts")
     assert run_stage(["-m", "pipeline.generate_dataset", store]).returncode == 0
-    runs = run_stages_at_once(["-m", "pipeline.train_model", store], copies=2)
+    # --force: without it, a run that starts after the other has published finds the same
+    # tranche trained by the same code and rightly does nothing (a race on a busy machine).
+    runs = run_stages_at_once(["-m", "pipeline.train_model", store, "--force"], copies=2)
     assert [code for code, _ in runs] == [0, 0], runs
     local = LocalStore(store)
     versions = published_versions(local)
