@@ -64,6 +64,25 @@ def _rows_per_product(data: pd.DataFrame) -> pd.Series:
     return counts[counts > 0].sort_values(ascending=False, kind="stable")
 
 
+def _rows_of(data: pd.DataFrame, codes: List[str]) -> Dict[str, int]:
+    """Return the row count of each of a few codes (0: none).
+
+    Codes held as sorted categories are found by binary search: a look-up by hash would
+    first hash every one of a million categories.
+    """
+    column = data[PRODUCT]
+    categories = column.cat.categories if isinstance(column.dtype, pd.CategoricalDtype) else None
+    if categories is not None and categories.is_monotonic_increasing:
+        numbers = column.cat.codes.to_numpy()
+        counts = np.bincount(numbers[numbers >= 0], minlength=len(categories))
+        names = np.asarray(categories, dtype=object)
+        at = np.searchsorted(names, np.asarray(codes, dtype=object))
+        return {code: int(counts[i]) if i < len(names) and names[i] == code else 0
+                for code, i in zip(codes, at)}
+    every = column.value_counts()
+    return {code: int(every.get(code, 0)) for code in codes}
+
+
 def profile(data: pd.DataFrame) -> Dict[str, Any]:
     """Return the compact profile of a training tranche kept in the model's metadata."""
     counts = _rows_per_product(data)
@@ -109,24 +128,23 @@ def compare(live: Optional[Dict[str, Any]], data: pd.DataFrame) -> List[Dict[str
     if not live:
         return []
     shifts: List[Dict[str, Any]] = []
-    counts = _rows_per_product(data)
+    top = live.get("top_products", {})
+    counts = _rows_of(data, list(top))
+    rows = len(data)
     data = _sample(data)
     for column in (ORDERS, HOURS):
         shifts.append({"statistic": column, "product": None, **_shift(live[column], data[column])})
-    top = live.get("top_products", {})
     before = np.array([top[c]["rows"] / live["rows"] for c in top] + [0.0])
     before[-1] = max(1.0 - before[:-1].sum(), 0.0)
-    rows = int(counts.sum())
-    after = np.array([counts.get(c, 0) / rows for c in top] + [0.0])
+    after = np.array([counts[c] / rows for c in top] + [0.0])
     after[-1] = max(1.0 - after[:-1].sum(), 0.0)
-    changes = sorted(top, key=lambda c: -abs(counts.get(c, 0) / rows - top[c]["rows"]
-                                             / live["rows"]))
+    changes = sorted(top, key=lambda c: -abs(counts[c] / rows - top[c]["rows"] / live["rows"]))
     shifts.append(
         {
             "statistic": "rows_per_product",
             "product": None,
             "psi": round(psi(list(before), list(after)), 4),
-            "most_changed": {c: [top[c]["rows"], int(counts.get(c, 0))] for c in changes[:3]},
+            "most_changed": {c: [top[c]["rows"], counts[c]] for c in changes[:3]},
         }
     )
     groups = data[data[PRODUCT].isin(list(top))].groupby(PRODUCT, sort=True, observed=True)

@@ -16,8 +16,8 @@ What only warns (the run goes on):
 
 CRLF line endings and a UTF-8 byte-order mark are read as they are, without comment.
 """
-import io
-from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
+import re
+from typing import Any, List, NamedTuple, Optional, Set, Tuple
 
 import numpy as np
 import pandas as pd
@@ -29,15 +29,6 @@ from pipeline.data.tranche import COLUMNS, HOURS, MAX_PRODUCT_CODE_LENGTH, ORDER
 MAX_BAD_ROW_FRACTION = 0.01
 MIN_SIZE_RATIO = 0.5
 MIN_ROWS_PER_PRODUCT = 3  # at least one product must have a line of its own to learn from
-_TYPED: Dict[str, Any] = {HOURS: "float64", ORDERS: "float64", PRODUCT: str}
-_CHUNK_ROWS = 1_000_000
-_SAMPLE_ROWS = 100_000  # rows read first, to choose how to read the codes
-_MAX_SAMPLE_CATEGORIES = 20_000  # more distinct codes in the sample: read them as text
-_DELIMITERS = {";": "semicolons", "\t": "tabs", "|": "pipes"}
-
-
-class _NumericCodes(Exception):
-    """pandas read every product code in a chunk as a number."""
 
 
 class TrancheReport(NamedTuple):
@@ -57,7 +48,7 @@ def _code_length(series: pd.Series) -> pd.Series:
     A tranche has millions of rows but thousands of codes, so this measures the codes once.
     """
     codes, uniques = _distinct(series)
-    lengths = pd.Index(uniques, dtype=object).astype(str).str.len().to_numpy(dtype=np.int64)
+    lengths = np.fromiter(map(len, map(str, uniques)), dtype=np.int64, count=len(uniques))
     fine = np.append((lengths >= 1) & (lengths <= MAX_PRODUCT_CODE_LENGTH), True)
     return pd.Series(fine[codes], index=series.index)  # code -1 (null) is not_nullable's
 
@@ -78,133 +69,6 @@ ROW_SCHEMA = pa.DataFrameSchema(
         PRODUCT: pa.Column(None, pa.Check(_code_length, name="code_length")),
     },
 )  # extra columns are reported by validate_tranche, then ignored
-
-
-def read_tranche(raw: bytes, lines: Optional[int] = None) -> pd.DataFrame:
-    """Parse CSV bytes into typed columns, or text ones when a value is not a number.
-
-    The typed parse is the fast path for the millions of rows of a clean drop: numbers as
-    floats and product codes as categories, never a string per row. When it fails (a
-    repeated header, a stray word, other columns), the general parse lets the schema find
-    every problem. `lines`, the file's line count if the caller has it, saves counting again.
-
-    Raises:
-        ValueError: the file is empty or is not CSV text.
-    """
-    if not raw or raw.isspace():  # isspace stops at the first other byte; strip copies
-        raise ValueError("the file is empty")
-    try:
-        typed = _read_typed(raw, raw.count(b"\n") + 1 if lines is None else lines)
-        if typed is not None:
-            return typed
-        frame = _read_general(raw)
-    except UnicodeDecodeError:
-        try:
-            raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise ValueError(
-                f"the file is not UTF-8 text (byte {exc.start}): not a CSV"
-            ) from exc
-        raise ValueError("the file is not UTF-8 text: not a CSV") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise ValueError(f"the file is not a readable CSV: {str(exc).strip()}") from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
-    if len(frame.columns) == 1:
-        header = str(frame.columns[0])
-        for delimiter, name in _DELIMITERS.items():
-            if header.count(delimiter) >= 1:
-                raise ValueError(
-                    f"the file is delimited by {name} ({delimiter!r}), not commas: its header "
-                    f"is {header[:80]!r}; export it as comma-separated values"
-                )
-    return frame
-
-
-def _read_typed(raw: bytes, lines: int) -> Optional[pd.DataFrame]:
-    """Read a clean drop into typed columns, codes as sorted categories; None if it is not one.
-
-    pandas' category parse is the fastest for a catalogue of thousands, but it sorts every
-    chunk's codes in Python: at a million products it took four times the whole read. So a
-    sample of the first rows decides: a wide catalogue's codes are read as text and numbered
-    by hashing. And pandas turns categories that all look like numbers into numbers ("007"
-    becomes 7): such a catalogue is read as text too.
-    """
-    sample = pd.read_csv(io.BytesIO(raw), dtype=str, nrows=_SAMPLE_ROWS, encoding="utf-8-sig")
-    wide = PRODUCT in sample and sample[PRODUCT].nunique() > _MAX_SAMPLE_CATEGORIES
-    try:
-        return _read_chunks(raw, lines, str if wide else "category")
-    except _NumericCodes:
-        return _read_chunks(raw, lines, str)
-
-
-def _read_chunks(raw: bytes, lines: int, codes_as: Any) -> Optional[pd.DataFrame]:
-    """Read the file chunk by chunk into preallocated typed arrays.
-
-    Peak memory is the file, the final columns and one chunk: pandas' own whole-file read
-    holds every chunk and their concatenation at once. Each chunk's codes are numbered on
-    their own, then across chunks from the chunks' distinct codes, sorted once.
-    """
-    capacity = lines  # rows can be no more than lines
-    hours = np.empty(capacity)
-    orders = np.empty(capacity)
-    codes = np.empty(capacity, dtype=np.int32)
-    chunk_ends: List[int] = []
-    distinct: List[np.ndarray] = []
-    rows = 0
-    reader = pd.read_csv(
-        io.BytesIO(raw),
-        dtype={**_TYPED, PRODUCT: codes_as},
-        encoding="utf-8-sig",
-        chunksize=_CHUNK_ROWS,
-    )
-    with reader:
-        try:
-            for chunk in reader:
-                if set(chunk.columns) != set(COLUMNS) or len(chunk.columns) != len(COLUMNS):
-                    return None
-                end = rows + len(chunk)
-                hours[rows:end] = chunk[HOURS].to_numpy()
-                orders[rows:end] = chunk[ORDERS].to_numpy()
-                chunk_codes, names = _distinct(chunk[PRODUCT])
-                if len(names) and not isinstance(names[0], str):
-                    raise _NumericCodes()
-                codes[rows:end] = chunk_codes
-                distinct.append(np.asarray(names, dtype=object))
-                chunk_ends.append(end)
-                rows = end
-        except (ValueError, TypeError, OverflowError) as exc:
-            if isinstance(exc, (pd.errors.ParserError, UnicodeDecodeError)):
-                raise
-            return None  # a value that is not a number: the general parse reports it
-    numbers, names = pd.factorize(np.concatenate(distinct) if distinct else np.array([], object))
-    order = np.argsort(np.asarray(names, dtype=object), kind="stable")
-    rank = np.empty(len(order), dtype=np.int32)
-    rank[order] = np.arange(len(order), dtype=np.int32)
-    start = first = 0
-    for end, chunk_names in zip(chunk_ends, distinct):
-        # A missing code (-1) picks the appended -1.
-        renumber = np.append(rank[numbers[first:first + len(chunk_names)]], np.int32(-1))
-        codes[start:end] = renumber[codes[start:end]]
-        start, first = end, first + len(chunk_names)
-    products = pd.Categorical.from_codes(  # the numbers were made valid above
-        codes[:rows], categories=pd.Index(np.asarray(names, dtype=object)[order], dtype=object),
-        validate=False,
-    )
-    return pd.DataFrame(
-        {HOURS: hours[:rows], ORDERS: orders[:rows], PRODUCT: products}, copy=False
-    )
-
-
-def _read_general(raw: bytes) -> pd.DataFrame:
-    """Read any CSV: numbers typed where every value is one, text otherwise."""
-    source = io.BytesIO(raw)
-    try:
-        return pd.read_csv(source, dtype=_TYPED, encoding="utf-8-sig", keep_default_na=True)
-    except (ValueError, TypeError, OverflowError) as exc:
-        if isinstance(exc, (pd.errors.ParserError, UnicodeDecodeError)):
-            raise
-    source.seek(0)
-    return pd.read_csv(source, dtype=str, encoding="utf-8-sig", keep_default_na=True)
 
 
 def validate_tranche(
@@ -272,16 +136,38 @@ def validate_tranche(
     return TrancheReport(clean.reset_index(drop=True), refusals, warnings)
 
 
+# White space (as str.strip sees it) after or before a NUL, in codes joined by and wrapped in
+# NULs: a code that starts or ends with it. A NUL inside a code can only make it match when
+# nothing is padded, which the full check then settles.
+_PADDED = re.compile(r"\0\s|\s\0")
+_ASCII_SPACE = np.array([chr(c).isspace() for c in range(128)])
+
+
+def _any_padded(names: Any) -> bool:
+    """Say whether any code may start or end with white space: the bytes beside the NULs
+    of a million codes joined, in numpy when they are ASCII; not a Python call per code."""
+    joined = "\0" + "\0".join(map(str, names)) + "\0"
+    if not joined.isascii():
+        return _PADDED.search(joined) is not None
+    text = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+    nuls = np.flatnonzero(text == 0)
+    beside = np.concatenate([text[nuls[:-1] + 1], text[nuls[1:] - 1]])
+    return bool(_ASCII_SPACE[beside].any())
+
+
 def _trim_codes(frame: pd.DataFrame) -> Tuple[pd.DataFrame, int]:
     """Strip spaces around product codes, once per distinct code; return how many rows changed.
 
     The codes come back as categories, whichever way they were read.
     """
     codes, names = _distinct(frame[PRODUCT])
+    categorical = isinstance(frame[PRODUCT].dtype, pd.CategoricalDtype)
+    if categorical and not _any_padded(names):
+        return frame, 0  # already one category per code: nothing to rebuild
     stripped = np.asarray(pd.Index(names, dtype=object).astype(str).str.strip(), dtype=object)
     changed = stripped != names
-    if not changed.any() and isinstance(frame[PRODUCT].dtype, pd.CategoricalDtype):
-        return frame, 0  # already one category per code: nothing to rebuild
+    if not changed.any() and categorical:
+        return frame, 0
     padded = int(np.isin(codes, np.flatnonzero(changed)).sum()) if changed.any() else 0
     # " SKU001" and "SKU001" become one category.
     products, renumber = np.unique(stripped.astype(str), return_inverse=True)

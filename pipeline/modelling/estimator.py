@@ -96,7 +96,7 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         self.noise_sd_ = float(np.sqrt(self.prior_.noise_var))
         self.n_features_in_ = 2
         self.feature_names_in_ = np.asarray([PRODUCT, ORDERS], dtype=object)
-        self._index = pd.Index(self.product_codes_)
+        self._index = _catalogue_index(X[PRODUCT], self.product_codes_)
         return self
 
     def _to_orders(self, alpha: np.ndarray, beta: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -128,6 +128,19 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         """Return the plain-number model the service loads (no scikit-learn needed)."""
         check_is_fitted(self, "intercepts_")
         return ProductLinearModel(self.product_codes_, self.intercepts_, self.slopes_)
+
+
+def _catalogue_index(codes: pd.Series, products: np.ndarray) -> pd.Index:
+    """The fitted products as an index: the rows' own categories when they are exactly those
+    (as validation leaves them), so that rows sharing them are matched by identity, not by
+    comparing a million strings."""
+    if isinstance(codes.dtype, pd.CategoricalDtype):
+        categories = codes.cat.categories
+        if len(categories) == len(products) and categories.is_monotonic_increasing:
+            kept: pd.Index = categories  # factorize_products kept them all, in this order
+            return kept
+    fitted: pd.Index = pd.Index(products)
+    return fitted
 
 
 def product_positions(catalogue: pd.Index, codes: pd.Series) -> np.ndarray:

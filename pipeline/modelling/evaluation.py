@@ -10,6 +10,7 @@ import pandas as pd
 from scipy.stats import norm
 from sklearn.metrics import mean_absolute_error, r2_score
 
+from pipeline.modelling.code_lookup import positions_in
 from pipeline.modelling.estimator import factorize_products
 from pipeline.artifact.model import ProductLinearModel
 from pipeline.artifact.product_codes import ProductCodes
@@ -24,6 +25,18 @@ _SPLIT_STREAM = 0x5EED  # keeps the split's draws apart from a generator seeded 
 class Split(NamedTuple):
     train: pd.DataFrame
     test: pd.DataFrame
+
+
+def _stable_order(codes: np.ndarray, products: int) -> np.ndarray:
+    """Sort rows by product, each product's rows in file order.
+
+    numpy's stable sort of 16-bit numbers is a radix sort; a catalogue of more products is
+    sorted by the low 16 bits, then by the high ones (a radix sort, two passes).
+    """
+    order: np.ndarray = np.argsort((codes & 0xFFFF).astype(np.uint16), kind="stable")
+    if products > 2**16:
+        order = order[np.argsort((codes[order] >> 16).astype(np.uint16), kind="stable")]
+    return order
 
 
 class TaskMetrics(NamedTuple):
@@ -46,10 +59,7 @@ def split_by_product(data: pd.DataFrame, test_fraction: float = 0.2, seed: int =
     every = max(2, round(1 / test_fraction))
     codes, products = factorize_products(data[PRODUCT])
     counts = np.bincount(codes, minlength=len(products))
-    # Stable: each product's rows stay in file order. On 16-bit numbers it is a radix sort.
-    order = np.argsort(
-        codes.astype(np.uint16) if len(products) <= 2**16 else codes, kind="stable"
-    )
+    order = _stable_order(codes, len(products))
     del codes
     first = np.cumsum(counts) - counts  # where each product's rows start in `order`
     phase = np.random.default_rng([seed, _SPLIT_STREAM]).integers(0, every, len(products))
@@ -108,7 +118,7 @@ def positions_among(products: ProductCodes, rows: pd.DataFrame) -> np.ndarray:
         at: np.ndarray = np.append(found, -1)[codes.cat.codes.to_numpy()]
         return at
     numbers, distinct = pd.factorize(codes)
-    found = products.find_many([str(c) for c in distinct])
+    found = positions_in(products, [str(c) for c in distinct])
     positions: np.ndarray = np.append(found, -1)[numbers]
     return positions
 
@@ -125,11 +135,11 @@ def _category_positions(codes: ProductCodes, categories: pd.Index) -> np.ndarray
     if hit is not None and hit[0] is codes and hit[1] is categories:
         _REMEMBERED.move_to_end(key)
         return hit[2]
-    names = categories.astype(str).tolist()
+    names = list(map(str, categories))
     if codes.starts_with(names):  # the model's own products, as the tranche has them
         found: np.ndarray = np.arange(len(names), dtype=np.int64)
     else:
-        found = codes.find_many(names)
+        found = positions_in(codes, categories)
     _REMEMBERED[key] = (codes, categories, found)  # held, so neither id is reused meanwhile
     while len(_REMEMBERED) > _REMEMBER:
         _REMEMBERED.popitem(last=False)

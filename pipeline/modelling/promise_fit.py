@@ -101,7 +101,7 @@ def promise_shape(estimator: Any, served_codes: Codes, train: pd.DataFrame
 
     prior = estimator.prior_.cov
     prior_terms = np.array([prior[0, 0], prior[0, 1], prior[1, 1]], dtype=float)
-    served_at = estimator.product_index(served_codes.tolist())
+    served_at = _served_positions(estimator, served_codes)
     known = served_at >= 0
     line_cov = np.tile(prior_terms, (len(served_codes), 1))
     line_cov[known] = np.asarray(estimator.posterior_cov_, dtype=float)[served_at[known]]
@@ -298,6 +298,20 @@ def _fit_scale(x: np.ndarray, residual: np.ndarray) -> np.ndarray:
     rms = float(np.sqrt(np.mean((residual / _scale_at(line, x)) ** 2))) if len(x) else 1.0
     line *= rms if rms > 0 else 1.0
     return line
+
+
+def _served_positions(estimator: Any, served_codes: ProductCodes) -> np.ndarray:
+    """Each served product's position among the fitted ones (-1: carried, not fitted).
+
+    A served model lists the fitted products first, in order: no look-up then.
+    """
+    fitted = estimator.product_codes_
+    if served_codes.starts_with(fitted.tolist()):
+        at = np.arange(len(served_codes), dtype=np.int64)
+        at[len(fitted):] = -1
+        return at
+    positions: np.ndarray = estimator.product_index(served_codes.tolist())
+    return positions
 
 
 def _scale_at(scale: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -159,12 +159,31 @@ def calibration_rows(calibrations: Sequence[Calibration]) -> List[List[Any]]:
 
 
 def worst_products(held_out: pd.DataFrame, most: int = WORST_PRODUCTS) -> pd.DataFrame:
-    """Return the products with the largest mean absolute error on the held-out rows."""
-    errors = held_out.assign(error=(held_out[HOURS] - held_out["estimate"]).abs())
-    table = errors.groupby(PRODUCT, observed=True).agg(
-        rows=("error", "size"), mae=("error", "mean"), mean_hours=(HOURS, "mean")
-    )
-    return table.sort_values("mae", ascending=False).head(most).reset_index()
+    """Return the products with the largest mean absolute error on the held-out rows.
+
+    Codes held as categories are summed with bincounts: a groupby over a million categories
+    took a second. Ties keep the products' order.
+    """
+    error = (held_out[HOURS] - held_out["estimate"]).abs().to_numpy()
+    column = held_out[PRODUCT]
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes, names = column.cat.codes.to_numpy(), column.cat.categories
+    else:
+        codes, names = pd.factorize(column, sort=True)
+    k, known = len(names), codes >= 0
+    codes, error = codes[known], error[known]
+    rows = np.bincount(codes, minlength=k)
+    tested = np.flatnonzero(rows)
+    mae = np.bincount(codes, error, k)[tested] / rows[tested]
+    hours = held_out[HOURS].to_numpy(dtype=float)[known]
+    mean_hours = np.bincount(codes, hours, k)[tested]
+    worst = np.argsort(-mae, kind="stable")[:most]
+    return pd.DataFrame({
+        PRODUCT: np.asarray(names, dtype=object)[tested[worst]],
+        "rows": rows[tested[worst]],
+        "mae": mae[worst],
+        "mean_hours": mean_hours[worst] / rows[tested[worst]],
+    })
 
 
 def _number(value: Any) -> str:

@@ -50,7 +50,8 @@ from pipeline.data.tranche import (
     dated_tranche_keys,
     undated_csv_keys,
 )
-from pipeline.data.validation import read_tranche, validate_tranche
+from pipeline.data.reading import read_tranche
+from pipeline.data.validation import validate_tranche
 
 log = configure_logger(__name__)
 
@@ -152,7 +153,7 @@ def prepare_data(tranche: Tranche, live: Optional[LoadedModel]) -> Prepared:
     live_rows = live.metadata.dataset_section().rows_used if live else None
     try:
         report = validate_tranche(
-            read_tranche(tranche.raw, tranche.lines), int(live_rows) if live_rows else None
+            read_tranche(tranche.raw), int(live_rows) if live_rows else None
         )
     except ValueError as exc:
         raise TrainingRefused(f"tranche {where} refused: {exc}") from exc

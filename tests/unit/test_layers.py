@@ -49,7 +49,7 @@ def test_the_service_loads_a_model_without_training_code_or_its_libraries() -> N
     code = (
         "import sys, pipeline.serve_model, pipeline.registry.models; "
         "print(sorted(m for m in ('sklearn', 'scipy', 'matplotlib', 'pandas', 'pandera', "
-        "'pipeline.modelling', 'pipeline.training') if m in sys.modules))"
+        "'pyarrow', 'pipeline.modelling', 'pipeline.training') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

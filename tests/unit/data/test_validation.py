@@ -1,3 +1,4 @@
+import importlib
 from typing import Optional
 
 import pandas as pd
@@ -5,7 +6,9 @@ import pytest
 
 from pipeline.generate_dataset import generate_tranche, to_csv_bytes
 from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
-from pipeline.data.validation import TrancheReport, read_tranche, validate_tranche
+from pipeline.data import reading
+from pipeline.data.reading import read_tranche
+from pipeline.data.validation import TrancheReport, validate_tranche
 
 HEADER = b"hours_to_dispatch,orders_placed,product_code\n"
 
@@ -139,12 +142,12 @@ def test_a_file_delimited_by_something_else_is_refused_naming_the_delimiter(
         check(raw)
 
 
-def test_a_tranche_read_in_many_chunks_is_the_one_read_whole(
+def test_a_tranche_read_in_many_blocks_is_the_one_read_whole(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     raw = to_csv_bytes(generate_tranche(5000, 40, seed=2, zipf=1.1).data)
     whole = check(raw).data
-    monkeypatch.setattr("pipeline.data.validation._CHUNK_ROWS", 128)
+    monkeypatch.setattr("pipeline.data.reading._BLOCK_BYTES", 4096)
     chunked = check(raw).data
     assert isinstance(chunked[PRODUCT].dtype, pd.CategoricalDtype)  # no string per row
     pd.testing.assert_frame_equal(
@@ -152,10 +155,10 @@ def test_a_tranche_read_in_many_chunks_is_the_one_read_whole(
     )
 
 
-def test_numeric_looking_codes_keep_their_zeros_even_when_one_chunk_has_only_those(
+def test_numeric_looking_codes_keep_their_zeros_even_when_one_block_has_only_those(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("pipeline.data.validation._CHUNK_ROWS", 4)
+    monkeypatch.setattr("pipeline.data.reading._BLOCK_BYTES", 64)
     rows = b"".join(b"%d,%d,SKU%d\n" % (i, i, i % 2) for i in range(1, 5))
     rows += b"".join(b"%d,%d,007\n" % (i, i) for i in range(1, 5))
     report = check(HEADER + rows)
@@ -168,3 +171,44 @@ def test_a_product_whose_only_rows_were_dropped_is_not_among_the_products() -> N
     assert report.refusals == [] and len(report.data) == 300
     # value_counts and groupby list every category: SKUBAD must not be one.
     assert sorted(report.data[PRODUCT].value_counts().index) == ["SKU001", "SKU002", "SKU003"]
+
+
+QUIRKS = (
+    # Missing values as pandas spells them, in each column, quoted or not.
+    b"1.5,2,NA\n2.5,3,\"\"\n3.5,,SKU002\nnan,4,SKU001\nNULL,5,SKU003\n"
+    # Codes quoted, holding a comma, a line end or a quote; non-ASCII; numeric-looking.
+    b"1,2,\"SKU,004\"\n2,3,\"SKU\n005\"\n3,4,\"SKU\"\"006\"\n4,5,\xc3\x89T\xc3\x89\n5,6,007\n"
+    # Bad values the schema drops: negative, infinite; padding the trim step removes.
+    b"-1,2,SKU001\n1,inf,SKU002\n2,3, SKU001 \n1e1,+4,SKU003\n"
+)
+
+
+@pytest.mark.parametrize("block", [64, 1 << 22])
+def test_the_fast_reader_reads_a_quirky_file_as_the_general_one_does(
+    monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    raw = HEADER + good_rows(2000) + QUIRKS
+    monkeypatch.setattr("pipeline.data.reading._BLOCK_BYTES", block)
+    fast = reading._read_typed(raw)
+    assert fast is not None and isinstance(fast[PRODUCT].dtype, pd.CategoricalDtype)
+    general = reading._read_general(raw)
+    a, b = validate_tranche(fast), validate_tranche(general)
+    assert a.refusals == b.refusals == [] and a.warnings == b.warnings
+    assert "trimmed spaces around the product code of 1 row(s)" in a.warnings
+    pd.testing.assert_frame_equal(
+        a.data.astype({PRODUCT: str}), b.data.astype({PRODUCT: str})
+    )
+    assert {"SKU,004", "SKU\n005", 'SKU"006', "\u00c9T\u00c9", "007"} <= set(a.data[PRODUCT])
+
+
+def test_a_padded_code_among_non_ascii_ones_is_trimmed_into_the_unpadded_one() -> None:
+    rows = b"".join(b"%d,%d,\xc3\x89T\xc3\x89%s\n" % (i, i, b" " if i % 2 else b"")
+                    for i in range(1, 9))
+    report = check(HEADER + rows + b"1,2,\xc3\x89TE\xc2\xa0\n")  # a no-break space pads too
+    assert "trimmed spaces around the product code of 5 row(s)" in report.warnings
+    assert sorted(set(report.data[PRODUCT])) == ["\u00c9TE", "\u00c9T\u00c9"]
+
+
+def test_the_fast_reader_reads_as_missing_what_pandas_does() -> None:
+    pandas_missing = importlib.import_module("pandas._libs.parsers").STR_NA_VALUES
+    assert set(reading.MISSING) == set(pandas_missing)

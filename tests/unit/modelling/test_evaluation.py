@@ -136,3 +136,24 @@ def test_each_product_holds_out_exactly_a_fifth_of_its_rows_in_file_order() -> N
     assert sorted([*split.train["row"], *split.test["row"]]) == list(range(len(data)))
     again = split_by_product(data.astype({PRODUCT: "category"}))
     pd.testing.assert_frame_equal(again.test.astype({PRODUCT: str}), split.test)
+
+
+def test_a_catalogue_of_over_65536_products_is_split_as_a_small_one_is() -> None:
+    # Numbered past 16 bits, the rows are sorted by product in two radix passes.
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 70_000, 400_000)
+    data = pd.DataFrame({PRODUCT: [f"P{c:05d}" for c in codes], ORDERS: 1.0, HOURS: 1.0})
+    data["row"] = np.arange(len(data))
+    split = split_by_product(data)
+    rows = data[PRODUCT].value_counts()
+    held = split.test[PRODUCT].value_counts().reindex(rows.index, fill_value=0)
+    assert len(rows) > 2**16 and (held == rows // 5).all()
+    for part in split:
+        assert part["row"].is_monotonic_increasing
+    # Each product's held-out rows are evenly spaced among its own rows.
+    order = data.groupby(PRODUCT, sort=False)["row"].rank(method="first").astype(int) - 1
+    held_ranks = order[split.test["row"].to_numpy()].to_numpy()
+    held_codes = split.test[PRODUCT].to_numpy()
+    for code in held_codes[:200]:
+        ranks = np.sort(held_ranks[held_codes == code])
+        assert (np.diff(ranks) == 5).all()

@@ -1,0 +1,21 @@
+"""Matching catalogues in one hash join: the same positions as the service's look-up."""
+import pandas as pd
+
+from pipeline.artifact.product_codes import ProductCodes
+from pipeline.modelling.code_lookup import positions_in
+
+ODD = ["SKU001", "", "a\x00b", "\u00c9T\u00c9", "x" * 64, "SKU 001", "sku001", "007", "7"]
+
+
+def test_positions_are_those_the_service_finds_whatever_the_codes() -> None:
+    catalogue = ProductCodes.from_strings(ODD[1:] + [f"P{i}" for i in range(5000)])
+    asked = ODD + ["P0", "P4999", "P5000", "\u00c9T", "SKU0011"]
+    expected = catalogue.find_many(asked).tolist()
+    assert expected[0] == -1 and expected[1] == 0 and -1 in expected
+    for codes in (asked, pd.Index(asked, dtype=object), ProductCodes.from_strings(asked)):
+        assert positions_in(catalogue, codes).tolist() == expected
+
+
+def test_nothing_matches_an_empty_catalogue_and_no_codes_give_no_positions() -> None:
+    assert positions_in(ProductCodes.from_strings([]), ["SKU001"]).tolist() == [-1]
+    assert positions_in(ProductCodes.from_strings(["SKU001"]), []).tolist() == []
