@@ -1,15 +1,20 @@
 """Does the weekly run hold at a million products? The same rows over 10k and over ~1M codes.
 
 Run: python benchmarks/catalogue.py [--rows 4000000] [--codes 10000 1000000] [--zipf 0.8]
+                                   [--repeats 3]
 For each catalogue, two weeks of a real-shaped tranche (Zipf popularity over the codes, so
 the tail's products come and go between weeks: some missing, some new) are dropped into a
 scratch store; for each week `python -m pipeline.train_model` runs as a whole process with
-the default settings (wall time and peak RSS, measured by the OS), then the service starts
+the default settings (wall time and peak RSS, measured by the OS; the median of `--repeats`
+runs, each on a copy of the store as the week found it, alternating the two catalogues'
+runs of the same week so that the machine's drift hits both), then the service starts
 on the newest model (seconds from start to /ready, and its RSS once ready) and answers one
 of the week's rarest products. Printed: one row per catalogue and week, then the ratios of
 the large catalogue to the small one, and the targets.
 """
 import argparse
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -90,29 +95,46 @@ def serve(store: LocalStore, code: str) -> "tuple[float, float, int]":
     return ready, memory, answer
 
 
-def run_catalogue(rows: int, codes: int, zipf: float) -> List[Week]:
-    weeks = []
+def run_weeks(rows: int, catalogues: List[int], zipf: float, repeats: int
+              ) -> Dict[int, List[Week]]:
+    results: Dict[int, List[Week]] = {codes: [] for codes in catalogues}
     with tempfile.TemporaryDirectory() as scratch:
-        store = LocalStore(str(Path(scratch) / "store"))
+        stores = {codes: Path(scratch) / f"store-{codes}" for codes in catalogues}
         for week in (1, 2):
-            data = generate_tranche(rows, codes, seed=week, zipf=zipf).data
-            store.put_new(tranche_key(datetime(2026, 11, 7 * week - 1, 23)), to_csv_bytes(data))
-            counts = data[PRODUCT].value_counts()
-            rarest, products = str(counts.index[-1]), len(counts)
-            del data, counts
-            seconds, peak, code = train(store)
-            if code != 0:
-                raise RuntimeError(f"training week {week} over {codes:,} codes exited {code}")
-            version = published_versions(store)[0]
-            metadata = read_metadata(store, version)
-            ready, memory, answer = serve(store, rarest)
-            weeks.append(Week(
-                codes, week, products, metadata.products() or 0, seconds, peak,
-                len(store.get_bytes(metadata_key(version))) / 1024,
-                len(store.get_bytes(artifact_key(version))) / 2**20, ready, memory, answer,
-            ))
-            print(format_week(weeks[-1]), flush=True)
-    return weeks
+            rarest, products = {}, {}
+            for codes in catalogues:
+                data = generate_tranche(rows, codes, seed=week, zipf=zipf).data
+                LocalStore(str(stores[codes])).put_new(
+                    tranche_key(datetime(2026, 11, 7 * week - 1, 23)), to_csv_bytes(data)
+                )
+                counts = data[PRODUCT].value_counts()
+                rarest[codes], products[codes] = str(counts.index[-1]), len(counts)
+                del data, counts
+            runs: Dict[int, List["tuple[float, float, int]"]] = {c: [] for c in catalogues}
+            for _ in range(repeats):
+                for codes in catalogues:  # alternating: the machine's drift hits both
+                    trial = Path(scratch) / f"trial-{codes}"
+                    shutil.rmtree(trial, ignore_errors=True)
+                    shutil.copytree(stores[codes], trial)
+                    runs[codes].append(train(LocalStore(str(trial))))
+            for codes in catalogues:
+                if any(code != 0 for _, _, code in runs[codes]):
+                    raise RuntimeError(f"training week {week} over {codes:,} codes failed")
+                shutil.rmtree(stores[codes])  # the week goes on from the last run's store
+                shutil.move(str(Path(scratch) / f"trial-{codes}"), str(stores[codes]))
+                store = LocalStore(str(stores[codes]))
+                version = published_versions(store)[0]
+                metadata = read_metadata(store, version)
+                ready, memory, answer = serve(store, rarest[codes])
+                results[codes].append(Week(
+                    codes, week, products[codes], metadata.products() or 0,
+                    statistics.median(s for s, _, _ in runs[codes]),
+                    max(m for _, m, _ in runs[codes]),
+                    len(store.get_bytes(metadata_key(version))) / 1024,
+                    len(store.get_bytes(artifact_key(version))) / 2**20, ready, memory, answer,
+                ))
+                print(format_week(results[codes][-1]), flush=True)
+    return results
 
 
 HEADER = (f"{'codes':>9} {'week':>4} {'products':>9} {'answered':>9} {'train s':>8} "
@@ -126,13 +148,11 @@ def format_week(w: Week) -> str:
             f"{w.ready_s:>7.2f} {w.rss_mib:>7.0f} {w.answer:>6}")
 
 
-def main(rows: int, small: int, large: int, zipf: float) -> None:
+def main(rows: int, small: int, large: int, zipf: float, repeats: int) -> None:
     print(f"{rows:,} rows a week, Zipf {zipf} popularity; train_model and serve_model with "
-          "default settings")
+          f"default settings; training: median time and highest peak of {repeats} run(s)")
     print(HEADER)
-    results: Dict[int, List[Week]] = {}
-    for codes in (small, large):
-        results[codes] = run_catalogue(rows, codes, zipf)
+    results = run_weeks(rows, [small, large], zipf, repeats)
     print("\nlarge / small, per week:")
     for a, b in zip(results[large], results[small]):
         print(f"  week {a.week}: train time {a.train_s / b.train_s:.2f}x (target <= 1.5), "
@@ -153,5 +173,6 @@ if __name__ == "__main__":
     parser.add_argument("--codes", type=int, nargs=2, default=[10_000, 1_000_000],
                         metavar=("SMALL", "LARGE"))
     parser.add_argument("--zipf", type=float, default=0.8)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    main(args.rows, args.codes[0], args.codes[1], args.zipf)
+    main(args.rows, args.codes[0], args.codes[1], args.zipf, args.repeats)

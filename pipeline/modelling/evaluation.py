@@ -135,11 +135,7 @@ def _category_positions(codes: ProductCodes, categories: pd.Index) -> np.ndarray
     if hit is not None and hit[0] is codes and hit[1] is categories:
         _REMEMBERED.move_to_end(key)
         return hit[2]
-    names = list(map(str, categories))
-    if codes.starts_with(names):  # the model's own products, as the tranche has them
-        found: np.ndarray = np.arange(len(names), dtype=np.int64)
-    else:
-        found = positions_in(codes, categories)
+    found = positions_in(codes, categories)
     _REMEMBERED[key] = (codes, categories, found)  # held, so neither id is reused meanwhile
     while len(_REMEMBERED) > _REMEMBER:
         _REMEMBERED.popitem(last=False)

@@ -1,4 +1,5 @@
 """Matching catalogues in one hash join: the same positions as the service's look-up."""
+import numpy as np
 import pandas as pd
 
 from pipeline.artifact.product_codes import ProductCodes
@@ -19,3 +20,18 @@ def test_positions_are_those_the_service_finds_whatever_the_codes() -> None:
 def test_nothing_matches_an_empty_catalogue_and_no_codes_give_no_positions() -> None:
     assert positions_in(ProductCodes.from_strings([]), ["SKU001"]).tolist() == [-1]
     assert positions_in(ProductCodes.from_strings(["SKU001"]), []).tolist() == []
+
+
+def test_a_catalogues_first_codes_are_found_in_place_and_others_are_not_mistaken_for_them(
+) -> None:
+    catalogue = ProductCodes.from_strings(["A", "BB", "", "C", "DDD"])
+    assert positions_in(catalogue, ["A", "BB", ""]).tolist() == [0, 1, 2]
+    every = pd.Index(["A", "BB", "", "C", "DDD"])
+    assert positions_in(catalogue, every).tolist() == [0, 1, 2, 3, 4]
+    assert positions_in(catalogue, ["A", "B"]).tolist() == [0, -1]  # same bytes, other split
+    assert positions_in(catalogue, ["AB", "B"]).tolist() == [-1, -1]
+    assert positions_in(catalogue, catalogue.take(np.array([1, 2, 3]))).tolist() == [1, 2, 3]
+    assert positions_in(catalogue, ["A", "BB", "", "C", "DDD", "E"]).tolist() == [
+        0, 1, 2, 3, 4, -1]
+    empty = ProductCodes.from_strings(["", ""])
+    assert positions_in(empty, [""]).tolist() == [0]
