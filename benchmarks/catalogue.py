@@ -133,7 +133,8 @@ def run_weeks(rows: int, catalogues: List[int], zipf: float, repeats: int
                     len(store.get_bytes(metadata_key(version))) / 1024,
                     len(store.get_bytes(artifact_key(version))) / 2**20, ready, memory, answer,
                 ))
-                print(format_week(results[codes][-1]), flush=True)
+                print(format_week(results[codes][-1]) + "   runs: "
+                      + " ".join(f"{s:.2f}" for s, _, _ in runs[codes]), flush=True)
     return results
 
 

@@ -6,7 +6,7 @@ ordered products. A new tranche is binned on the live model's deciles and compar
 Population Stability Index (the symmetrised Kullback-Leibler divergence, from scipy): under
 0.1 is noise, 0.1 to 0.25 a moderate shift, over 0.25 a shift worth a look.
 """
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -49,19 +49,23 @@ def _sample(data: pd.DataFrame) -> pd.DataFrame:
     return data if step <= 1 else data.iloc[::step]
 
 
-def _rows_per_product(data: pd.DataFrame) -> pd.Series:
-    """Return each product's row count, most first.
+def _top_products(data: pd.DataFrame, most: int) -> Tuple[pd.Series, int]:
+    """Return the `most` products with the most rows (their counts, most first; ties in code
+    order) and how many products have rows.
 
-    Codes held as categories are counted with one bincount (value_counts takes 10x longer).
+    Codes held as categories are counted with one bincount and ranked in numpy: a Series
+    over a million categories, filtered and sorted, took a fifth of a second.
     """
     column = data[PRODUCT]
     if not isinstance(column.dtype, pd.CategoricalDtype):
-        return column.value_counts()
-    counts = pd.Series(
-        np.bincount(column.cat.codes.to_numpy() + 1, minlength=len(column.cat.categories) + 1)[1:],
-        index=column.cat.categories,
-    )
-    return counts[counts > 0].sort_values(ascending=False, kind="stable")
+        counts = column.value_counts()
+        return counts.head(most), len(counts)
+    every = np.bincount(column.cat.codes.to_numpy() + 1,
+                        minlength=len(column.cat.categories) + 1)[1:]
+    top = np.argsort(-every, kind="stable")[:most]
+    top = top[every[top] > 0]
+    return (pd.Series(every[top], index=column.cat.categories[top], name="count"),
+            int(np.count_nonzero(every)))
 
 
 def _rows_of(data: pd.DataFrame, codes: List[str]) -> Dict[str, int]:
@@ -85,14 +89,13 @@ def _rows_of(data: pd.DataFrame, codes: List[str]) -> Dict[str, int]:
 
 def profile(data: pd.DataFrame) -> Dict[str, Any]:
     """Return the compact profile of a training tranche kept in the model's metadata."""
-    counts = _rows_per_product(data)
-    top = counts.head(TOP_PRODUCTS)
+    top, products = _top_products(data, TOP_PRODUCTS)
     sample = _sample(data)
     top_rows = sample[sample[PRODUCT].isin(top.index)]
     groups = top_rows.groupby(PRODUCT, sort=False, observed=True)
     return {
         "rows": int(len(data)),
-        "products": int(len(counts)),
+        "products": products,
         ORDERS: _histogram(sample[ORDERS]),
         HOURS: _histogram(sample[HOURS]),
         "top_products": {

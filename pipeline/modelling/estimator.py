@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from pipeline.artifact.model import ProductLinearModel
 from pipeline.data.tranche import ORDERS, PRODUCT
-from pipeline.modelling.pooling import fit_prior, grouped_sums, posterior, prior_sample
+from pipeline.modelling.pooling import Sums, fit_prior, grouped_sums, posterior, prior_sample
 
 CENSORED_ROUNDS = 3  # EM rounds for hours floored at zero; the fit moves little after these
 
@@ -63,15 +63,18 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         u = (x - self.x_centre_) / self.x_scale_
         sums = grouped_sums(codes, u, target, len(products))
         self.prior_ = fit_prior(prior_sample(sums))
-        post = posterior(sums, self.prior_, self.prior_scale)
         zero = np.flatnonzero(target <= 0)
         if self.censored_at_zero and len(zero):
             # Each round swaps the floored rows' values for their imputed ones in the sums,
-            # so the millions of other rows are summed only once.
-            zero_codes, zero_u, floored = codes[zero], u[zero], target[zero]
+            # so the millions of other rows are summed only once; and it needs the lines of
+            # the products with floored rows only (each product's posterior is its own).
+            few, at = np.unique(codes[zero], return_inverse=True)
+            zero_u, floored, zero_codes = u[zero], target[zero], codes[zero]
             k = len(products)
+            censored = sums
             for _ in range(CENSORED_ROUNDS):
-                line = post.mean[zero_codes, 0] + post.mean[zero_codes, 1] * zero_u
+                post = posterior(_products(censored, few), self.prior_, self.prior_scale)
+                line = post.mean[at, 0] + post.mean[at, 1] * zero_u
                 sd = np.sqrt(self.prior_.noise_var)
                 ratio = np.exp(norm.logpdf(line / sd) - norm.logsf(line / sd))
                 imputed = line - sd * ratio  # E[hours | hours <= 0] under the fit
@@ -84,7 +87,8 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
                     ),
                 )
                 self.prior_ = fit_prior(prior_sample(censored), start_from=self.prior_)
-                post = posterior(censored, self.prior_, self.prior_scale)
+            sums = censored
+        post = posterior(sums, self.prior_, self.prior_scale)
         self.product_codes_ = np.asarray(products, dtype=object)
         self.rows_ = sums.n.astype(np.int64)
         self.intercepts_, self.slopes_ = self._to_orders(post.mean[:, 0], post.mean[:, 1])
@@ -128,6 +132,10 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         """Return the plain-number model the service loads (no scikit-learn needed)."""
         check_is_fitted(self, "intercepts_")
         return ProductLinearModel(self.product_codes_, self.intercepts_, self.slopes_)
+
+
+def _products(sums: Sums, which: np.ndarray) -> Sums:
+    return Sums(*(column[which] for column in sums))
 
 
 def _catalogue_index(codes: pd.Series, products: np.ndarray) -> pd.Index:
