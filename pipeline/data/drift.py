@@ -68,30 +68,50 @@ def _top_products(data: pd.DataFrame, most: int) -> Tuple[pd.Series, int]:
             int(np.count_nonzero(every)))
 
 
-def _rows_of(data: pd.DataFrame, codes: List[str]) -> Dict[str, int]:
-    """Return the row count of each of a few codes (0: none).
+def _category_numbers(column: pd.Series, codes: Sequence[str]) -> Optional[np.ndarray]:
+    """Return the category number of each of a few codes (-1: not one), or None when the
+    codes are not held as sorted categories.
 
-    Codes held as sorted categories are found by binary search: a look-up by hash would
-    first hash every one of a million categories.
+    Found by binary search: a look-up by hash (as isin or get would do) first hashes every
+    one of a million categories.
     """
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        return None
+    categories = column.cat.categories
+    if not categories.is_monotonic_increasing:
+        return None
+    names = np.asarray(categories, dtype=object)
+    at = np.searchsorted(names, np.asarray(codes, dtype=object))
+    found = [int(i) if i < len(names) and names[i] == code else -1 for code, i in zip(codes, at)]
+    return np.array(found, dtype=np.int64)
+
+
+def _rows_of(data: pd.DataFrame, codes: List[str]) -> Dict[str, int]:
+    """Return the row count of each of a few codes (0: none)."""
     column = data[PRODUCT]
-    categories = column.cat.categories if isinstance(column.dtype, pd.CategoricalDtype) else None
-    if categories is not None and categories.is_monotonic_increasing:
-        numbers = column.cat.codes.to_numpy()
-        counts = np.bincount(numbers[numbers >= 0], minlength=len(categories))
-        names = np.asarray(categories, dtype=object)
-        at = np.searchsorted(names, np.asarray(codes, dtype=object))
-        return {code: int(counts[i]) if i < len(names) and names[i] == code else 0
-                for code, i in zip(codes, at)}
-    every = column.value_counts()
-    return {code: int(every.get(code, 0)) for code in codes}
+    numbers = _category_numbers(column, codes)
+    if numbers is None:
+        every = column.value_counts()
+        return {code: int(every.get(code, 0)) for code in codes}
+    rows = column.cat.codes.to_numpy()
+    counts = np.append(np.bincount(rows[rows >= 0], minlength=len(column.cat.categories)), 0)
+    return {code: int(counts[n]) for code, n in zip(codes, numbers)}  # -1 picks the 0
+
+
+def _rows_among(data: pd.DataFrame, codes: Sequence[str]) -> pd.DataFrame:
+    """Return the rows of these few products."""
+    column = data[PRODUCT]
+    numbers = _category_numbers(column, codes)
+    if numbers is None:
+        return data[column.isin(list(codes))]
+    return data[np.isin(column.cat.codes.to_numpy(), numbers[numbers >= 0])]
 
 
 def profile(data: pd.DataFrame) -> Dict[str, Any]:
     """Return the compact profile of a training tranche kept in the model's metadata."""
     top, products = _top_products(data, TOP_PRODUCTS)
     sample = _sample(data)
-    top_rows = sample[sample[PRODUCT].isin(top.index)]
+    top_rows = _rows_among(sample, list(top.index))
     groups = top_rows.groupby(PRODUCT, sort=False, observed=True)
     return {
         "rows": int(len(data)),
@@ -150,7 +170,7 @@ def compare(live: Optional[Dict[str, Any]], data: pd.DataFrame) -> List[Dict[str
             "most_changed": {c: [top[c]["rows"], counts[c]] for c in changes[:3]},
         }
     )
-    groups = data[data[PRODUCT].isin(list(top))].groupby(PRODUCT, sort=True, observed=True)
+    groups = _rows_among(data, list(top)).groupby(PRODUCT, sort=True, observed=True)
     for code, group in groups:
         if len(group) < MIN_ROWS_PER_PRODUCT or top[code]["rows"] < MIN_ROWS_PER_PRODUCT:
             continue

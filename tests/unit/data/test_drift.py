@@ -44,3 +44,17 @@ def test_the_profile_is_compact_whatever_the_catalogue_size() -> None:
     data = generate_tranche(200_000, 10_000, seed=3, zipf=1.1).data
     assert len(pd.Series([profile(data)]).to_json()) < 30_000
     assert compare(None, data) == []
+
+
+def test_codes_held_as_categories_profile_and_compare_as_text_does() -> None:
+    # As read, codes are sorted categories; the top products are then found by binary
+    # search, not by hashing every category.
+    before = generate_tranche(20_000, 300, seed=3, zipf=1.1).data
+    after = generate_tranche(20_000, 300, seed=4, zipf=0.9).data
+    after = after[after[PRODUCT] != "SKU002"]  # a top product gone
+    as_text = profile(before)
+    assert profile(before.astype({PRODUCT: "category"})) == as_text
+    shifts = compare(as_text, after)
+    assert compare(as_text, after.astype({PRODUCT: "category"})) == shifts
+    mix = next(s for s in shifts if s["statistic"] == "rows_per_product")
+    assert mix["most_changed"]["SKU002"][1] == 0
