@@ -9,7 +9,7 @@ validation can name every problem. Both read the same things as missing (pandas'
 """
 import ctypes
 import io
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import pandas as pd
@@ -72,9 +72,9 @@ def _read_typed(raw: bytes) -> Optional[pd.DataFrame]:
     """Read a clean drop into typed columns, codes as sorted categories; None if it is not one.
 
     Arrow parses blocks of the file on every core, numbering each block's codes; then each
-    column is converted and let go in turn, so that the peak holds one column twice, not
-    the whole table. A quoted code may hold a line end, so a file with any quote is split
-    into blocks the slower way that allows it.
+    column is copied out block by block, each block let go once copied, so that the peak is
+    the table and one block more, not the table twice. A quoted code may hold a line end, so
+    a file with any quote is split into blocks the slower way that allows it.
     """
     try:
         table = pa_csv.read_csv(
@@ -91,13 +91,30 @@ def _read_typed(raw: bytes) -> Optional[pd.DataFrame]:
             return None  # other columns: validation names them
     except (pa.ArrowException, UnicodeDecodeError):  # a word where a number goes, a row of
         return None  # another width, a header that is not UTF-8: the general read says which
-    products = _sorted_categories(table.column(PRODUCT))
+    rows = table.num_rows
+    blocks = list(table.column(PRODUCT).unify_dictionaries().chunks)
     table = table.drop_columns([PRODUCT])
-    hours = table.column(HOURS).to_numpy()  # a missing value is NaN, as pandas reads it
-    orders = table.drop_columns([HOURS]).column(ORDERS).to_numpy()
-    del table
+    products = _sorted_categories(blocks, rows)
+    numbers = {}
+    for column in (HOURS, ORDERS):
+        chunks = list(table.column(column).chunks)
+        table = table.drop_columns([column])
+        numbers[column] = _copied(chunks, np.empty(rows))  # a missing value is NaN, as
+    del table  # pandas reads it
     _give_back_freed_memory()
-    return pd.DataFrame({HOURS: hours, ORDERS: orders, PRODUCT: products}, copy=False)
+    return pd.DataFrame(
+        {HOURS: numbers[HOURS], ORDERS: numbers[ORDERS], PRODUCT: products}, copy=False
+    )
+
+
+def _copied(chunks: List[pa.Array], into: np.ndarray) -> np.ndarray:
+    """Copy the chunks' values into one array, letting each chunk go once copied."""
+    start = 0
+    while chunks:
+        values = chunks.pop(0).to_numpy(zero_copy_only=False)
+        into[start:start + len(values)] = values
+        start += len(values)
+    return into
 
 
 def _give_back_freed_memory() -> None:
@@ -114,22 +131,26 @@ def _give_back_freed_memory() -> None:
     libc.malloc_trim(0)
 
 
-def _sorted_categories(codes: pa.ChunkedArray) -> pd.Categorical:
-    """Number the file's distinct codes from the blocks' own, then sort them once (arrow's
-    sort, in UTF-8 order: code point order, as Python sorts)."""
-    united = codes.unify_dictionaries()
-    dictionary = united.chunk(0).dictionary if united.num_chunks else pa.array([], pa.string())
+def _sorted_categories(blocks: List[pa.DictionaryArray], rows: int) -> pd.Categorical:
+    """Sort the file's distinct codes once (arrow's sort, in UTF-8 order: code point order,
+    as Python sorts) and number each row's code among them.
+
+    The blocks share one dictionary (the file's distinct codes); they are let go as copied.
+    """
+    dictionary = blocks[0].dictionary if blocks else pa.array([], pa.string())
     order = pc.sort_indices(dictionary).to_numpy()
     rank = np.empty(len(order) + 1, dtype=np.int32)
     rank[order] = np.arange(len(order), dtype=np.int32)
     rank[-1] = -1  # a missing code (-1) picks it
-    numbers = np.concatenate(
-        [pc.fill_null(chunk.indices, -1).to_numpy() for chunk in united.chunks]
-        or [np.empty(0, np.int32)]
-    )
     names = dictionary.take(pa.array(order)).to_numpy(zero_copy_only=False)
+    del dictionary
+    numbers, start = np.empty(rows, dtype=np.int32), 0
+    while blocks:
+        indices = pc.fill_null(blocks.pop(0).indices, -1).to_numpy()
+        numbers[start:start + len(indices)] = rank[indices]
+        start += len(indices)
     return pd.Categorical.from_codes(  # the numbers were made valid above
-        rank[numbers], categories=pd.Index(names, dtype=object), validate=False
+        numbers, categories=pd.Index(names, dtype=object), validate=False
     )
 
 
