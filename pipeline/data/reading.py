@@ -96,11 +96,11 @@ def _read_typed(raw: bytes) -> Optional[pd.DataFrame]:
     table = table.drop_columns([PRODUCT])
     products = _sorted_categories(blocks, rows)
     numbers = {}
-    for column in (HOURS, ORDERS):
+    for column in (HOURS, ORDERS):  # a missing value becomes NaN, as pandas reads it
         chunks = list(table.column(column).chunks)
         table = table.drop_columns([column])
-        numbers[column] = _copied(chunks, np.empty(rows))  # a missing value is NaN, as
-    del table  # pandas reads it
+        numbers[column] = _copied(chunks, np.empty(rows))
+    del table
     _give_back_freed_memory()
     return pd.DataFrame(
         {HOURS: numbers[HOURS], ORDERS: numbers[ORDERS], PRODUCT: products}, copy=False
