@@ -60,12 +60,18 @@ def _top_products(data: pd.DataFrame, most: int) -> Tuple[pd.Series, int]:
     if not isinstance(column.dtype, pd.CategoricalDtype):
         counts = column.value_counts()
         return counts.head(most), len(counts)
-    every = np.bincount(column.cat.codes.to_numpy() + 1,
-                        minlength=len(column.cat.categories) + 1)[1:]
+    every = _category_counts(column)
     top = np.argsort(-every, kind="stable")[:most]
     top = top[every[top] > 0]
     return (pd.Series(every[top], index=column.cat.categories[top], name="count"),
             int(np.count_nonzero(every)))
+
+
+def _category_counts(column: pd.Series) -> np.ndarray:
+    """Return the rows of each category of codes held as categories (one bincount)."""
+    counts: np.ndarray = np.bincount(column.cat.codes.to_numpy() + 1,
+                                     minlength=len(column.cat.categories) + 1)[1:]
+    return counts
 
 
 def _category_numbers(column: pd.Series, codes: Sequence[str]) -> Optional[np.ndarray]:
@@ -93,8 +99,7 @@ def _rows_of(data: pd.DataFrame, codes: List[str]) -> Dict[str, int]:
     if numbers is None:
         every = column.value_counts()
         return {code: int(every.get(code, 0)) for code in codes}
-    rows = column.cat.codes.to_numpy()
-    counts = np.append(np.bincount(rows[rows >= 0], minlength=len(column.cat.categories)), 0)
+    counts = np.append(_category_counts(column), 0)
     return {code: int(counts[n]) for code, n in zip(codes, numbers)}  # -1 picks the 0
 
 

@@ -26,7 +26,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from pipeline.artifact.model import ProductLinearModel
 from pipeline.data.tranche import ORDERS, PRODUCT
-from pipeline.modelling.pooling import Sums, fit_prior, grouped_sums, posterior, prior_sample
+from pipeline.modelling.pooling import (
+    fit_prior,
+    grouped_sums,
+    posterior,
+    prior_sample,
+    sums_of,
+)
 
 CENSORED_ROUNDS = 3  # EM rounds for hours floored at zero; the fit moves little after these
 
@@ -73,7 +79,7 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
             k = len(products)
             censored = sums
             for _ in range(CENSORED_ROUNDS):
-                post = posterior(_products(censored, few), self.prior_, self.prior_scale)
+                post = posterior(sums_of(censored, few), self.prior_, self.prior_scale)
                 line = post.mean[at, 0] + post.mean[at, 1] * zero_u
                 sd = np.sqrt(self.prior_.noise_var)
                 ratio = np.exp(norm.logpdf(line / sd) - norm.logsf(line / sd))
@@ -132,10 +138,6 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         """Return the plain-number model the service loads (no scikit-learn needed)."""
         check_is_fitted(self, "intercepts_")
         return ProductLinearModel(self.product_codes_, self.intercepts_, self.slopes_)
-
-
-def _products(sums: Sums, which: np.ndarray) -> Sums:
-    return Sums(*(column[which] for column in sums))
 
 
 def _catalogue_index(codes: pd.Series, products: np.ndarray) -> pd.Index:

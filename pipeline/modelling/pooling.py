@@ -66,7 +66,12 @@ def prior_sample(s: Sums, most: int = MAX_PRIOR_PRODUCTS) -> Sums:
     if k <= most:
         return s
     pick = np.sort(np.random.default_rng(_PRIOR_STREAM).choice(k, most, replace=False))
-    return Sums(*(column[pick] for column in s))
+    return sums_of(s, pick)
+
+
+def sums_of(s: Sums, products: np.ndarray) -> Sums:
+    """Return the sums of these products only (each product's posterior depends on its own)."""
+    return Sums(*(column[products] for column in s))
 
 
 class _Solved(NamedTuple):

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from pipeline.artifact.promise import CHECKED_PROBABILITY, Calibration
 from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
+from pipeline.modelling.estimator import factorize_products
 
 MAX_POINTS = 5000  # points drawn per scatter: enough to see the shape, small enough to embed
 WORST_PRODUCTS = 10
@@ -164,25 +165,18 @@ def worst_products(held_out: pd.DataFrame, most: int = WORST_PRODUCTS) -> pd.Dat
     Codes held as categories are summed with bincounts: a groupby over a million categories
     took a second. Ties keep the products' order.
     """
-    error = (held_out[HOURS] - held_out["estimate"]).abs().to_numpy()
-    column = held_out[PRODUCT]
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        codes, names = column.cat.codes.to_numpy(), column.cat.categories
-    else:
-        codes, names = pd.factorize(column, sort=True)
-    k, known = len(names), codes >= 0
-    codes, error = codes[known], error[known]
+    codes, products = factorize_products(held_out[PRODUCT])  # the products with rows
+    hours = held_out[HOURS].to_numpy(dtype=float)
+    error = np.abs(hours - held_out["estimate"].to_numpy(dtype=float))
+    k = len(products)
     rows = np.bincount(codes, minlength=k)
-    tested = np.flatnonzero(rows)
-    mae = np.bincount(codes, error, k)[tested] / rows[tested]
-    hours = held_out[HOURS].to_numpy(dtype=float)[known]
-    mean_hours = np.bincount(codes, hours, k)[tested]
+    mae = np.bincount(codes, error, k) / rows
     worst = np.argsort(-mae, kind="stable")[:most]
     return pd.DataFrame({
-        PRODUCT: np.asarray(names, dtype=object)[tested[worst]],
-        "rows": rows[tested[worst]],
+        PRODUCT: products[worst],
+        "rows": rows[worst],
         "mae": mae[worst],
-        "mean_hours": mean_hours[worst] / rows[tested[worst]],
+        "mean_hours": np.bincount(codes, hours, k)[worst] / rows[worst],
     })
 
 
