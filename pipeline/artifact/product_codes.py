@@ -78,14 +78,25 @@ class ProductCodes:
             np.concatenate([self.offsets, other.offsets[1:] + self.offsets[-1]]),
         )
 
-    def starts_with(self, codes: Sequence[str]) -> bool:
+    def lengths(self) -> np.ndarray:
+        """Return each code's length in characters (its bytes that start a character)."""
+        starts = np.zeros(len(self.utf8) + 1, dtype=np.int64)
+        np.cumsum((self.utf8 & 0xC0) != 0x80, out=starts[1:])
+        counted: np.ndarray = starts[self.offsets[1:]] - starts[self.offsets[:-1]]
+        return counted
+
+    def starts_with(self, codes: Union["ProductCodes", Sequence[str]]) -> bool:
         """Say whether these codes are our first ones, in order (a model's own products)."""
         if len(codes) > len(self):
             return False
-        data, lengths = _encoded(codes)
+        if isinstance(codes, ProductCodes):
+            data, ends = codes._bytes, codes.offsets[1:]
+        else:
+            data, lengths = _encoded(codes)
+            ends = np.cumsum(lengths)
         if data != self._bytes[:len(data)]:
             return False
-        return bool(np.array_equal(np.cumsum(lengths), self.offsets[1:len(codes) + 1]))
+        return bool(np.array_equal(ends, self.offsets[1:len(codes) + 1]))
 
     def index(self) -> Tuple[np.ndarray, np.ndarray]:
         """Build (once) and return the sorted hashes and the position of each."""

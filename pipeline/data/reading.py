@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from pipeline.data import code_bytes
 from pipeline.data.tranche import COLUMNS, HOURS, ORDERS, PRODUCT
 
 _TYPED: Dict[str, Any] = {HOURS: "float64", ORDERS: "float64", PRODUCT: str}
@@ -142,15 +143,17 @@ def _sorted_categories(blocks: List[pa.DictionaryArray], rows: int) -> pd.Catego
     rank = np.empty(len(order) + 1, dtype=np.int32)
     rank[order] = np.arange(len(order), dtype=np.int32)
     rank[-1] = -1  # a missing code (-1) picks it
-    names = dictionary.take(pa.array(order)).to_numpy(zero_copy_only=False)
+    texts = dictionary.take(pa.array(order))
     del dictionary
     numbers, start = np.empty(rows, dtype=np.int32), 0
     while blocks:
         indices = pc.fill_null(blocks.pop(0).indices, -1).to_numpy()
         numbers[start:start + len(indices)] = rank[indices]
         start += len(indices)
+    names = pd.Index(texts.to_numpy(zero_copy_only=False), dtype=object)
+    code_bytes.remember(names, code_bytes.from_arrow(texts))  # their bytes, for what follows
     return pd.Categorical.from_codes(  # the numbers were made valid above
-        numbers, categories=pd.Index(names, dtype=object), validate=False
+        numbers, categories=names, validate=False
     )
 
 

@@ -24,6 +24,8 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
+from pipeline.artifact.product_codes import ProductCodes
+from pipeline.data import code_bytes
 from pipeline.data.tranche import COLUMNS, HOURS, MAX_PRODUCT_CODE_LENGTH, ORDERS, PRODUCT
 
 MAX_BAD_ROW_FRACTION = 0.01
@@ -48,9 +50,16 @@ def _code_length(series: pd.Series) -> pd.Series:
     A tranche has millions of rows but thousands of codes, so this measures the codes once.
     """
     codes, uniques = _distinct(series)
-    lengths = np.fromiter(map(len, map(str, uniques)), dtype=np.int64, count=len(uniques))
+    lengths = _text_of(series, uniques).lengths()
     fine = np.append((lengths >= 1) & (lengths <= MAX_PRODUCT_CODE_LENGTH), True)
     return pd.Series(fine[codes], index=series.index)  # code -1 (null) is not_nullable's
+
+
+def _text_of(series: pd.Series, uniques: np.ndarray) -> ProductCodes:
+    """The distinct codes' bytes: the reader's own for its categories, converted otherwise."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return code_bytes.product_codes(series.cat.categories)
+    return ProductCodes.from_strings(map(str, uniques))
 
 
 def _distinct(series: pd.Series) -> Tuple[np.ndarray, np.ndarray]:
@@ -143,15 +152,15 @@ _PADDED = re.compile(r"\0\s|\s\0")
 _ASCII_SPACE = np.array([chr(c).isspace() for c in range(128)])
 
 
-def _any_padded(names: Any) -> bool:
-    """Say whether any code may start or end with white space: the bytes beside the NULs
-    of a million codes joined, in numpy when they are ASCII; not a Python call per code."""
-    joined = "\0" + "\0".join(map(str, names)) + "\0"
-    if not joined.isascii():
+def _any_padded(codes: ProductCodes) -> bool:
+    """Say whether any code may start or end with white space: each code's first and last
+    byte, in numpy, when they are ASCII; not a Python call per code."""
+    if len(codes.utf8) and codes.utf8.max() >= 0x80:
+        joined = "\0" + "\0".join(codes.tolist()) + "\0"
         return _PADDED.search(joined) is not None
-    text = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
-    nuls = np.flatnonzero(text == 0)
-    beside = np.concatenate([text[nuls[:-1] + 1], text[nuls[1:] - 1]])
+    starts, ends = codes.offsets[:-1], codes.offsets[1:]
+    filled = ends > starts
+    beside = np.concatenate([codes.utf8[starts[filled]], codes.utf8[ends[filled] - 1]])
     return bool(_ASCII_SPACE[beside].any())
 
 
@@ -162,7 +171,7 @@ def _trim_codes(frame: pd.DataFrame) -> Tuple[pd.DataFrame, int]:
     """
     codes, names = _distinct(frame[PRODUCT])
     categorical = isinstance(frame[PRODUCT].dtype, pd.CategoricalDtype)
-    if categorical and not _any_padded(names):
+    if categorical and not _any_padded(_text_of(frame[PRODUCT], names)):
         return frame, 0  # already one category per code: nothing to rebuild
     stripped = np.asarray(pd.Index(names, dtype=object).astype(str).str.strip(), dtype=object)
     changed = stripped != names

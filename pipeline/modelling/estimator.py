@@ -25,6 +25,8 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from pipeline.artifact.model import ProductLinearModel
+from pipeline.artifact.product_codes import ProductCodes
+from pipeline.data.code_bytes import product_codes
 from pipeline.data.tranche import ORDERS, PRODUCT
 from pipeline.modelling.pooling import (
     fit_prior,
@@ -134,10 +136,14 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         hours: np.ndarray = np.clip(self.predict_line(X), 0.0, None)
         return hours
 
+    def fitted_codes(self) -> ProductCodes:
+        """Return the fitted products' codes as the artifact stores them (converted once)."""
+        check_is_fitted(self, "intercepts_")
+        return product_codes(self._index)
+
     def served_model(self) -> ProductLinearModel:
         """Return the plain-number model the service loads (no scikit-learn needed)."""
-        check_is_fitted(self, "intercepts_")
-        return ProductLinearModel(self.product_codes_, self.intercepts_, self.slopes_)
+        return ProductLinearModel(self.fitted_codes(), self.intercepts_, self.slopes_)
 
 
 def _catalogue_index(codes: pd.Series, products: np.ndarray) -> pd.Index:

@@ -305,8 +305,8 @@ def _served_positions(estimator: Any, served_codes: ProductCodes) -> np.ndarray:
 
     A served model lists the fitted products first, in order: no look-up then.
     """
-    fitted = estimator.product_codes_
-    if served_codes.starts_with(fitted.tolist()):
+    fitted = estimator.fitted_codes()
+    if served_codes.starts_with(fitted):
         at = np.arange(len(served_codes), dtype=np.int64)
         at[len(fitted):] = -1
         return at

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.artifact.model import ProductLinearModel
+from pipeline.artifact.product_codes import ProductCodes
 from pipeline.registry.models import serialise_model
 
 
@@ -60,3 +61,11 @@ def test_codes_know_when_a_list_is_their_own_first_codes() -> None:
     assert not model.product_codes.starts_with(["A", "BéC", "C"])  # same bytes, other codes
     assert not model.product_codes.starts_with(["A", "CC"])
     assert not model.product_codes.starts_with(["A", "Bé", "CC", "D", "E"])
+    codes = ProductCodes.from_strings
+    assert model.product_codes.starts_with(codes(["A", "Bé", "CC"]))
+    assert not model.product_codes.starts_with(codes(["A", "BéC", "C"]))
+
+
+def test_codes_are_measured_in_characters() -> None:
+    codes = ProductCodes.from_strings(["SKU001", "", "Bé", "\u00c9" * 64, "\U0001f600x"])
+    assert codes.lengths().tolist() == [6, 0, 2, 64, 2]

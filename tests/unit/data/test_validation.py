@@ -212,3 +212,11 @@ def test_a_padded_code_among_non_ascii_ones_is_trimmed_into_the_unpadded_one() -
 def test_the_fast_reader_reads_as_missing_what_pandas_does() -> None:
     pandas_missing = importlib.import_module("pandas._libs.parsers").STR_NA_VALUES
     assert set(reading.MISSING) == set(pandas_missing)
+
+
+def test_a_code_is_measured_in_characters_not_bytes() -> None:
+    fits, too_long = "\u00c9" * 64, "\u00c9" * 65  # 128 and 130 bytes of UTF-8
+    rows = b"".join(b"%d,%d,%s\n" % (i, i, fits.encode()) for i in range(1, 5))
+    report = check(HEADER + good_rows(300) + rows + b"1,2,%s\n" % too_long.encode())
+    assert fits in set(report.data[PRODUCT]) and too_long not in set(report.data[PRODUCT])
+    assert any("is empty or longer than 64 characters: 1 row(s)" in w for w in report.warnings)
