@@ -80,6 +80,9 @@ class ProductCodes:
 
     def lengths(self) -> np.ndarray:
         """Return each code's length in characters (its bytes that start a character)."""
+        if self._bytes.isascii():  # a byte per character
+            ascii_lengths: np.ndarray = np.diff(self.offsets)
+            return ascii_lengths
         starts = np.zeros(len(self.utf8) + 1, dtype=np.int64)
         np.cumsum((self.utf8 & 0xC0) != 0x80, out=starts[1:])
         counted: np.ndarray = starts[self.offsets[1:]] - starts[self.offsets[:-1]]

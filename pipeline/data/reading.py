@@ -139,7 +139,7 @@ def _sorted_categories(blocks: List[pa.DictionaryArray], rows: int) -> pd.Catego
     The blocks share one dictionary (the file's distinct codes); they are let go as copied.
     """
     dictionary = blocks[0].dictionary if blocks else pa.array([], pa.string())
-    order = pc.sort_indices(dictionary).to_numpy()
+    order = _code_order(dictionary)
     rank = np.empty(len(order) + 1, dtype=np.int32)
     rank[order] = np.arange(len(order), dtype=np.int32)
     rank[-1] = -1  # a missing code (-1) picks it
@@ -155,6 +155,35 @@ def _sorted_categories(blocks: List[pa.DictionaryArray], rows: int) -> pd.Catego
     return pd.Categorical.from_codes(  # the numbers were made valid above
         numbers, categories=names, validate=False
     )
+
+
+def _code_order(texts: pa.Array) -> np.ndarray:
+    """Return the order of distinct codes by their bytes (UTF-8 order: code point order).
+
+    A catalogue's codes are short: zero-padded into rows of bytes, the bytes that vary
+    among them fit one or two 64-bit keys, which numpy sorts four times faster than arrow
+    sorts a million strings. Codes longer than 32 bytes, or holding a NUL (which padding
+    would confuse with a shorter code), are sorted by arrow.
+    """
+    codes = code_bytes.from_arrow(texts)
+    lengths = np.diff(codes.offsets)
+    width = int(lengths.max()) if len(lengths) else 0
+    if not len(lengths) or width > 32 or not codes.utf8.all():
+        by_arrow: np.ndarray = pc.sort_indices(texts).to_numpy()
+        return by_arrow
+    if (lengths == width).all():
+        matrix = codes.utf8.reshape(len(lengths), width)
+    else:
+        matrix = np.zeros((len(lengths), width), np.uint8)
+        column = np.arange(len(codes.utf8)) - np.repeat(codes.offsets[:-1], lengths)
+        matrix[np.repeat(np.arange(len(lengths)), lengths), column] = codes.utf8
+    varying = matrix[:, (matrix != matrix[0]).any(axis=0)]  # a shared byte orders nothing
+    keys = max(-(-varying.shape[1] // 8), 1)
+    padded = np.zeros((len(lengths), keys * 8), np.uint8)
+    padded[:, :varying.shape[1]] = varying
+    words = padded.view(">u8").astype(np.uint64)  # big-endian: the first byte weighs most
+    order: np.ndarray = np.lexsort(words.T[::-1]) if keys > 1 else np.argsort(words[:, 0])
+    return order
 
 
 def _read_general(raw: bytes) -> pd.DataFrame:
