@@ -72,7 +72,8 @@ def _sums(codes: np.ndarray, orders: np.ndarray, centre: float, scale: float,
     total = Sums(*(np.zeros(k) for _ in Sums._fields))
     for rows in _chunks(len(codes)):
         part = grouped_sums(codes[rows], (orders[rows] - centre) / scale, hours[rows], k)
-        total = Sums(*(a + b for a, b in zip(total, part)))
+        for into, add in zip(total, part):
+            into += add  # in place: a million products' sums are not copied each chunk
     return total
 
 

@@ -35,3 +35,12 @@ def test_a_catalogues_first_codes_are_found_in_place_and_others_are_not_mistaken
         0, 1, 2, 3, 4, -1]
     empty = ProductCodes.from_strings(["", ""])
     assert positions_in(empty, [""]).tolist() == [0]
+
+
+def test_a_join_asked_the_other_way_round_gives_the_positions_a_join_would() -> None:
+    live = ProductCodes.from_strings(["B", "GONE", "A", "\u00c9", "C"])
+    this_week = ProductCodes.from_strings(["A", "B", "C", "NEW", "\u00c9", "D"])
+    assert positions_in(this_week, live).tolist() == [1, -1, 0, 4, 2]
+    assert positions_in(live, this_week).tolist() == [2, 0, 4, -1, 3, -1]  # the reverse
+    fresh = ProductCodes.from_strings(this_week.tolist())  # another catalogue, joined anew
+    assert positions_in(live, fresh).tolist() == [2, 0, 4, -1, 3, -1]
