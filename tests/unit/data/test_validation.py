@@ -227,6 +227,7 @@ def test_a_code_is_measured_in_characters_not_bytes() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(
     st.text(max_size=12), st.text(st.sampled_from("SKU0129-"), min_size=6, max_size=6),
+    st.text(st.sampled_from("AB09-\u00e9"), min_size=1, max_size=9).map("SKU".__add__),
     st.text(min_size=30, max_size=40),
 ), unique=True))
 def test_the_reader_orders_distinct_codes_as_python_sorts_them(codes: List[str]) -> None:
