@@ -23,19 +23,23 @@ def positions_in(catalogue: ProductCodes, codes: Codes) -> np.ndarray:
     if catalogue.starts_with(wanted):  # a model's own products, as its training rows have them
         return np.arange(len(codes), dtype=np.int64)
     for earlier in _recent:
+        if earlier[0] is catalogue and earlier[1] is wanted:
+            return earlier[2]  # the same join, made for another score of the same rows
         if earlier[0] is wanted and earlier[1] is catalogue:
             return _inverse(earlier[2], len(wanted))  # the join the other way round, made
     found = pc.index_in(to_arrow(wanted), value_set=to_arrow(catalogue))
     positions: np.ndarray = pc.fill_null(found, -1).to_numpy().astype(np.int64)
+    positions.flags.writeable = False  # handed out again
     _recent[:] = [(catalogue, wanted, positions)] + _recent[:_RECENT - 1]
     return positions
 
 
-# The last few joins (catalogue, codes, positions; each held, so no id is reused): carrying
-# products forward matches the live model's codes among this week's, and the champion
-# comparison then asks the reverse. A catalogue's codes are distinct.
+# The last few joins (catalogue, codes, positions; each held, so no id is reused): a run
+# scores the same models on the same rows several times; carrying products forward matches
+# the live model's codes among this week's, and the champion comparison then asks the
+# reverse. A catalogue's codes are distinct.
 _recent: List[Tuple[ProductCodes, ProductCodes, np.ndarray]] = []
-_RECENT = 4
+_RECENT = 8
 
 
 def _inverse(positions: np.ndarray, size: int) -> np.ndarray:

@@ -2,8 +2,7 @@
 
 Everything here is pure: models and DataFrames in, numbers and messages out.
 """
-from collections import OrderedDict
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional
 
 import numpy as np
 import pandas as pd
@@ -109,11 +108,11 @@ def positions_among(products: ProductCodes, rows: pd.DataFrame) -> np.ndarray:
     once.
 
     A run scores the same models on the same rows (and subsets of them, which share the
-    categories) several times: the categories' positions are remembered for the last few.
+    categories) several times: positions_in remembers the last few catalogues' matches.
     """
     codes = rows[PRODUCT]
     if isinstance(codes.dtype, pd.CategoricalDtype):
-        found = _category_positions(products, codes.cat.categories)
+        found = positions_in(products, codes.cat.categories)
         # A missing code (-1) picks the appended -1.
         at: np.ndarray = np.append(found, -1)[codes.cat.codes.to_numpy()]
         return at
@@ -121,25 +120,6 @@ def positions_among(products: ProductCodes, rows: pd.DataFrame) -> np.ndarray:
     found = positions_in(products, [str(c) for c in distinct])
     positions: np.ndarray = np.append(found, -1)[numbers]
     return positions
-
-
-_REMEMBERED: "OrderedDict[Tuple[int, int], Tuple[ProductCodes, pd.Index, np.ndarray]]" = (
-    OrderedDict()
-)
-_REMEMBER = 8
-
-
-def _category_positions(codes: ProductCodes, categories: pd.Index) -> np.ndarray:
-    key = (id(codes), id(categories))
-    hit = _REMEMBERED.get(key)
-    if hit is not None and hit[0] is codes and hit[1] is categories:
-        _REMEMBERED.move_to_end(key)
-        return hit[2]
-    found = positions_in(codes, categories)
-    _REMEMBERED[key] = (codes, categories, found)  # held, so neither id is reused meanwhile
-    while len(_REMEMBERED) > _REMEMBER:
-        _REMEMBERED.popitem(last=False)
-    return found
 
 
 def check_model_logic(
