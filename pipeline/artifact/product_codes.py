@@ -57,7 +57,7 @@ class ProductCodes:
 
     def tolist(self) -> List[str]:
         bounds = self.offsets.tolist()
-        if self._bytes.isascii():  # one decode, then slices of the text
+        if self.isascii():  # one decode, then slices of the text
             text = self._bytes.decode("ascii")
             return [text[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
         data = self._bytes
@@ -78,9 +78,13 @@ class ProductCodes:
             np.concatenate([self.offsets, other.offsets[1:] + self.offsets[-1]]),
         )
 
+    def isascii(self) -> bool:
+        """Say whether every code is ASCII (a byte per character)."""
+        return self._bytes.isascii()
+
     def lengths(self) -> np.ndarray:
         """Return each code's length in characters (its bytes that start a character)."""
-        if self._bytes.isascii():  # a byte per character
+        if self.isascii():
             ascii_lengths: np.ndarray = np.diff(self.offsets)
             return ascii_lengths
         starts = np.zeros(len(self.utf8) + 1, dtype=np.int64)

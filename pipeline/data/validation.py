@@ -155,7 +155,7 @@ _ASCII_SPACE = np.array([chr(c).isspace() for c in range(128)])
 def _any_padded(codes: ProductCodes) -> bool:
     """Say whether any code may start or end with white space: each code's first and last
     byte, in numpy, when they are ASCII; not a Python call per code."""
-    if len(codes.utf8) and codes.utf8.max() >= 0x80:
+    if not codes.isascii():
         joined = "\0" + "\0".join(codes.tolist()) + "\0"
         return _PADDED.search(joined) is not None
     starts, ends = codes.offsets[:-1], codes.offsets[1:]
