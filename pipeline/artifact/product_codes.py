@@ -142,7 +142,7 @@ class ProductCodes:
         same = (found >= 0) & (np.diff(self.offsets)[candidate] == lengths)
         starts = np.zeros(count + 1, dtype=np.int64)
         np.cumsum(lengths, out=starts[1:])
-        if len(sent):
+        if len(sent) and len(self.utf8):  # no stored bytes: the lengths settled it
             gather = np.repeat(self.offsets[candidate] - starts[:-1], lengths)
             gather += np.arange(len(sent))
             differs = self.utf8[np.clip(gather, 0, max(len(self.utf8) - 1, 0))] != sent

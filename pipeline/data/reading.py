@@ -17,8 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from pipeline.artifact.product_codes import ProductCodes
-from pipeline.data import code_bytes
+from pipeline.data import code_bytes, code_keys
 from pipeline.data.tranche import COLUMNS, HOURS, ORDERS, PRODUCT
 
 _TYPED: Dict[str, Any] = {HOURS: "float64", ORDERS: "float64", PRODUCT: str}
@@ -159,55 +158,11 @@ def _sorted_categories(blocks: List[pa.DictionaryArray], rows: int) -> pd.Catego
 
 
 def _code_order(texts: pa.Array) -> np.ndarray:
-    """Return the order of distinct codes by their bytes (UTF-8 order: code point order).
-
-    Catalogue codes often differ in a few bytes (SKU0002552): zero-padded into rows of bytes,
-    the bytes that vary among them fit one 64-bit key, which numpy sorts four times faster
-    than arrow sorts a million strings. Anything else (more than 8 bytes that vary, as the
-    first thousand codes may already show; codes longer than 32 bytes; a NUL, which padding
-    would confuse with a shorter code) is sorted by arrow.
-    """
-    codes = code_bytes.from_arrow(texts)
-    width = int(np.diff(codes.offsets).max(initial=0))
-    key = None
-    if len(codes) and width <= 32 and codes.utf8.all():
-        probe = codes.take(np.arange(min(len(codes), 1000)))
-        if _varying(_byte_matrix(probe, width)).shape[1] <= 8:
-            key = _key(_varying(_byte_matrix(codes, width)))
-    order: np.ndarray = pc.sort_indices(texts).to_numpy() if key is None else np.argsort(key)
+    """Return the order of distinct codes by their bytes (UTF-8 order: code point order):
+    numpy's sort of their keys when they fit one (code_keys), arrow's sort otherwise."""
+    keys = code_keys.sort_keys(code_bytes.from_arrow(texts))
+    order: np.ndarray = pc.sort_indices(texts).to_numpy() if keys is None else np.argsort(keys[0])
     return order
-
-
-def _byte_matrix(codes: ProductCodes, width: int) -> np.ndarray:
-    """Each code's bytes, zero-padded to `width`, a row each (a column at a time: no index
-    array as long as all the codes' bytes)."""
-    lengths = np.diff(codes.offsets)
-    if (lengths == width).all():
-        fixed: np.ndarray = codes.utf8.reshape(len(codes), width)
-        return fixed
-    matrix = np.zeros((len(codes), width), np.uint8)
-    last = max(len(codes.utf8) - 1, 0)
-    for j in range(width):
-        at = np.minimum(codes.offsets[:-1] + j, last)
-        matrix[:, j] = np.where(lengths > j, codes.utf8[at], 0)
-    return matrix
-
-
-def _varying(matrix: np.ndarray) -> np.ndarray:
-    """The columns of bytes that vary among the codes: a byte they all share orders nothing."""
-    varying: np.ndarray = matrix[:, (matrix != matrix[0]).any(axis=0)]
-    return varying
-
-
-def _key(varying: np.ndarray) -> Optional[np.ndarray]:
-    """The varying bytes as one big-endian 64-bit number (the first byte weighs most), or
-    None when they are more than 8."""
-    if varying.shape[1] > 8:
-        return None
-    padded = np.zeros((len(varying), 8), np.uint8)
-    padded[:, :varying.shape[1]] = varying
-    key: np.ndarray = padded.view(">u8")[:, 0].astype(np.uint64)
-    return key
 
 
 def _read_general(raw: bytes) -> pd.DataFrame:

@@ -1,9 +1,10 @@
-"""Match one set of product codes against another in one hash join, for training.
+"""Match one set of product codes against another in one pass, for training.
 
 A weekly run matches catalogues of a million codes several times (this week's against the
 live model's, its dropped ones, the tranche's categories). Matching them as Python strings
-cost a hash and a string per code each time; arrow matches the models' code bytes where they
-lie (ProductCodes is already arrow's binary layout: one buffer and its offsets), in C++.
+cost a hash and a string per code each time. Codes that fit 64-bit keys (code_keys) are
+matched by numpy's binary search over the keys; any others by arrow's hash join of the
+models' code bytes where they lie (ProductCodes is already arrow's binary layout), in C++.
 The service does not use this: it looks codes up one request at a time (ProductCodes.find).
 """
 from typing import List, Tuple
@@ -13,6 +14,7 @@ import pyarrow.compute as pc
 
 from pipeline.artifact.product_codes import ProductCodes
 from pipeline.data.code_bytes import Codes, product_codes, to_arrow
+from pipeline.data.code_keys import positions_by_key, sort_keys
 
 
 def positions_in(catalogue: ProductCodes, codes: Codes) -> np.ndarray:
@@ -27,8 +29,13 @@ def positions_in(catalogue: ProductCodes, codes: Codes) -> np.ndarray:
             return earlier[2]  # the same join, made for another score of the same rows
         if earlier[0] is wanted and earlier[1] is catalogue:
             return _inverse(earlier[2], len(wanted))  # the join the other way round, made
-    found = pc.index_in(to_arrow(wanted), value_set=to_arrow(catalogue))
-    positions: np.ndarray = pc.fill_null(found, -1).to_numpy().astype(np.int64)
+    keys = sort_keys(catalogue, wanted)
+    positions: np.ndarray
+    if keys is not None:
+        positions = positions_by_key(*keys)
+    else:
+        found = pc.index_in(to_arrow(wanted), value_set=to_arrow(catalogue))
+        positions = pc.fill_null(found, -1).to_numpy().astype(np.int64)
     positions.flags.writeable = False  # handed out again
     _recent[:] = [(catalogue, wanted, positions)] + _recent[:_RECENT - 1]
     return positions
