@@ -143,7 +143,13 @@ def publish_model(
     """
     metadata_json = signed_metadata(metadata, signing_key)
     check_servable(version, artifact, metadata_json, signing_key)
-    store.put_new(metadata.artifact_key, artifact)
+    return write_model(store, version, artifact, metadata_json)
+
+
+def write_model(store: Store, version: str, artifact: bytes, metadata_json: bytes) -> str:
+    """Write a model that check_servable passed: the artifact, then the metadata that makes
+    it visible; return the metadata key."""
+    store.put_new(artifact_key(version), artifact)
     key = metadata_key(version)
     store.put_new(key, metadata_json)
     return key

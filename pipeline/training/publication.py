@@ -22,13 +22,13 @@ from pipeline.registry.models import (
     artifact_key,
     check_servable,
     new_model_version,
-    publish_model,
     published_versions,
     read_metadata,
     report_key,
     serialise_model,
     sha256,
     signed_metadata,
+    write_model,
 )
 from pipeline.training.report import HistoryPoint, ReportInputs, render
 from pipeline.registry.store import Store
@@ -124,8 +124,9 @@ def publish(store: Store, made: Publication, signing_key: Optional[bytes]) -> st
     version = new_model_version()
     artifact = serialise_model(made.catalogue.model, made.calibrated.promise)
     metadata = build_metadata(version, artifact, made)
+    metadata_json = signed_metadata(metadata, signing_key)
     try:  # before anything is written: what the service would refuse is never published
-        check_servable(version, artifact, signed_metadata(metadata, signing_key), signing_key)
+        check_servable(version, artifact, metadata_json, signing_key)
     except ModelVerificationError as exc:
         raise TrainingRefused(f"{exc}; nothing was published") from exc
     review = review_report(
@@ -133,7 +134,7 @@ def publish(store: Store, made: Publication, signing_key: Optional[bytes]) -> st
         report_calibrations(version, made),
     )
     store.put_new(report_key(version), review.encode("utf-8"))
-    metadata_location = publish_model(store, version, artifact, metadata, signing_key)
+    metadata_location = write_model(store, version, artifact, metadata_json)  # as checked
     signed = "signed" if signing_key else "unsigned (no TTD_SIGNING_KEY)"
     log.info(f"Published model {version} to {store.location(metadata_location)}, {signed}")
     return version
