@@ -10,7 +10,8 @@ runs, each on a copy of the store as the week found it, alternating the two cata
 runs of the same week so that the machine's drift hits both), then the service starts
 on the newest model (seconds from start to /ready, and its RSS once ready) and answers one
 of the week's rarest products. Printed: one row per catalogue and week, then the ratios of
-the large catalogue to the small one, and the targets.
+the large catalogue to the small one (of the medians, and the median of each side-by-side
+pair's ratio, which a slow minute on the machine moves less), and the targets.
 """
 import argparse
 import shutil
@@ -59,6 +60,7 @@ class Week(NamedTuple):
     ready_s: float
     rss_mib: float
     answer: int  # status of the estimate for the week's rarest product
+    train_runs: List[float]  # each run's seconds, in the order run (paired across catalogues)
 
 
 def rss_mib(pid: int) -> float:
@@ -132,6 +134,7 @@ def run_weeks(rows: int, catalogues: List[int], zipf: float, repeats: int
                     max(m for _, m, _ in runs[codes]),
                     len(store.get_bytes(metadata_key(version))) / 1024,
                     len(store.get_bytes(artifact_key(version))) / 2**20, ready, memory, answer,
+                    [s for s, _, _ in runs[codes]],
                 ))
                 print(format_week(results[codes][-1]) + "   runs: "
                       + " ".join(f"{s:.2f}" for s, _, _ in runs[codes]), flush=True)
@@ -156,7 +159,9 @@ def main(rows: int, small: int, large: int, zipf: float, repeats: int) -> None:
     results = run_weeks(rows, [small, large], zipf, repeats)
     print("\nlarge / small, per week:")
     for a, b in zip(results[large], results[small]):
-        print(f"  week {a.week}: train time {a.train_s / b.train_s:.2f}x (target <= 1.5), "
+        paired = statistics.median(x / y for x, y in zip(a.train_runs, b.train_runs))
+        print(f"  week {a.week}: train time {a.train_s / b.train_s:.2f}x (target <= 1.5; "
+              f"median of the {len(a.train_runs)} side-by-side pairs' ratios {paired:.2f}x), "
               f"peak {a.train_peak_mib / b.train_peak_mib:.2f}x, ready "
               f"{a.ready_s / b.ready_s:.2f}x, RSS {a.rss_mib / b.rss_mib:.2f}x")
     big = results[large]

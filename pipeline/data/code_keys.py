@@ -8,7 +8,7 @@ do not fit (more than 8 bytes that vary, as the first thousand codes usually sho
 longer than 32 bytes; a NUL, which padding would confuse with a shorter code) get None, and
 their callers use arrow.
 """
-from typing import List, Optional
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -16,22 +16,55 @@ from pipeline.artifact.product_codes import ProductCodes
 
 MAX_WIDTH = 32  # bytes: a longer code is rare, and its matrix of bytes would be wide
 _PROBE = 1000  # codes of each set looked at first: most sets that do not fit show it there
+_FOLD = 64  # rows to a line when finding the columns that vary
+
+
+class KeyLayout(NamedTuple):
+    """How codes became keys: enough to turn a key back into its code's bytes."""
+
+    width: int  # bytes each code was zero-padded to
+    columns: np.ndarray  # the byte columns that vary, in key order (the first weighs most)
+    template: np.ndarray  # a padded code: the bytes of the columns that do not vary
 
 
 def sort_keys(*sets: ProductCodes) -> Optional[List[np.ndarray]]:
     """Return each set's codes as uint64 keys on one scale (equal keys: equal codes; key
     order: byte order, which is code point order), or None when the codes do not fit one."""
-    width = max((int(np.diff(codes.offsets).max(initial=0)) for codes in sets), default=0)
-    if width > MAX_WIDTH or not all(codes.utf8.all() for codes in sets):
+    found = keyed([(codes.utf8, codes.offsets) for codes in sets])
+    return None if found is None else found[0]
+
+
+def keyed(parts: Sequence[Tuple[np.ndarray, np.ndarray]]
+          ) -> Optional[Tuple[List[np.ndarray], KeyLayout]]:
+    """Return each part's codes (UTF-8 bytes, offsets from 0) as keys on one scale, and the
+    layout that turns keys back into codes; None when they do not fit one key."""
+    width = max((int(np.diff(offsets).max(initial=0)) for _, offsets in parts), default=0)
+    if width > MAX_WIDTH or any(np.count_nonzero(utf8) < len(utf8) for utf8, _ in parts):
         return None
-    probes = [codes.take(np.arange(min(len(codes), _PROBE))) for codes in sets]
-    if _varying_columns([_byte_matrix(probe, width) for probe in probes]).sum() > 8:
+    probes = [offsets[:_PROBE + 1] for _, offsets in parts]
+    probed = [_byte_matrix(utf8, probe, width) for (utf8, _), probe in zip(parts, probes)]
+    if _varying_columns(probed).sum() > 8:
         return None
-    matrices = [_byte_matrix(codes, width) for codes in sets]
-    varying = _varying_columns(matrices)
+    varying = _varying_columns([_byte_matrix(utf8, offsets, width) for utf8, offsets in parts])
     if varying.sum() > 8:
         return None
-    return [_key(matrix[:, varying]) for matrix in matrices]
+    filled = [(utf8, offsets) for utf8, offsets in parts if len(offsets) > 1]
+    template = (_byte_matrix(filled[0][0], filled[0][1][:2], width)[0] if filled
+                else np.zeros(width, np.uint8))
+    layout = KeyLayout(width, np.flatnonzero(varying), template)
+    return [_key(_byte_matrix(utf8, offsets, width)[:, layout.columns])
+            for utf8, offsets in parts], layout
+
+
+def codes_of(keys: np.ndarray, layout: KeyLayout) -> ProductCodes:
+    """Return the codes these keys were made from (`keyed`'s layout), in the keys' order."""
+    matrix = np.tile(layout.template, (len(keys), 1))
+    for i, column in enumerate(layout.columns):
+        matrix[:, column] = (keys >> np.uint64(8 * (7 - i))) & np.uint64(0xFF)
+    present = matrix != 0  # codes hold no NUL: zeros are only the padding, at the end
+    offsets = np.zeros(len(keys) + 1, dtype=np.int64)
+    np.cumsum(present.sum(axis=1), out=offsets[1:])
+    return ProductCodes(matrix[present], offsets)
 
 
 def positions_by_key(catalogue: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -50,32 +83,42 @@ def positions_by_key(catalogue: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return positions
 
 
-def _byte_matrix(codes: ProductCodes, width: int) -> np.ndarray:
+def _byte_matrix(utf8: np.ndarray, offsets: np.ndarray, width: int) -> np.ndarray:
     """Each code's bytes, zero-padded to `width`, a row each (a column at a time: no index
-    array as long as all the codes' bytes)."""
-    lengths = np.diff(codes.offsets)
+    array as long as all the codes' bytes). `offsets` may be a prefix of the codes'."""
+    count, lengths = len(offsets) - 1, np.diff(offsets)
     if (lengths == width).all():
-        fixed: np.ndarray = codes.utf8.reshape(len(codes), width)
+        fixed: np.ndarray = utf8[:count * width].reshape(count, width)
         return fixed
-    matrix = np.zeros((len(codes), width), np.uint8)
-    last = len(codes.utf8) - 1
-    for j in range(width if len(codes.utf8) else 0):  # codes all empty: all padding
-        at = np.minimum(codes.offsets[:-1] + j, last)
-        matrix[:, j] = np.where(lengths > j, codes.utf8[at], 0)
+    matrix = np.zeros((count, width), np.uint8)
+    last = len(utf8) - 1
+    for j in range(width if len(utf8) else 0):  # codes all empty: all padding
+        at = np.minimum(offsets[:-1] + j, last)
+        matrix[:, j] = np.where(lengths > j, utf8[at], 0)
     return matrix
 
 
 def _varying_columns(matrices: List[np.ndarray]) -> np.ndarray:
     """Which columns of bytes vary among all the sets' codes: a byte they all share orders
-    nothing (and a byte shared within each set but not across them does)."""
-    filled = [matrix for matrix in matrices if len(matrix)]
-    if not filled:
-        return np.zeros(matrices[0].shape[1] if matrices else 0, dtype=bool)
-    first = filled[0][0]
-    varying = np.zeros(len(first), dtype=bool)
-    for matrix in filled:
-        varying |= (matrix != first).any(axis=0)
-    return varying
+    nothing (and a byte shared within each set but not across them does).
+
+    A column is constant when the OR of its bytes equals their AND, bit for bit; both are
+    taken over rows folded 64 to a line, so numpy's reduction runs along long lines.
+    """
+    width = matrices[0].shape[1] if matrices else 0
+    ored, anded = np.zeros(width, np.uint8), np.full(width, 0xFF, np.uint8)
+    for matrix in matrices if width else ():
+        whole = len(matrix) // _FOLD * _FOLD
+        for part in (matrix[:whole].reshape(-1, _FOLD * width), matrix[whole:]):
+            if len(part):
+                ored |= _folded(np.bitwise_or, part, width)
+                anded &= _folded(np.bitwise_and, part, width)
+    return np.asarray(ored != anded)
+
+
+def _folded(op: np.ufunc, part: np.ndarray, width: int) -> np.ndarray:
+    folded: np.ndarray = op.reduce(op.reduce(part, axis=0).reshape(-1, width), axis=0)
+    return folded
 
 
 def _key(varying: np.ndarray) -> np.ndarray:
