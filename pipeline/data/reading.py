@@ -1,8 +1,9 @@
 """Parse a tranche's CSV bytes: a clean drop fast and small, anything else as text.
 
 A clean drop (the three columns, every number a number) is read by pyarrow's CSV reader, in
-C++ on every core, and its product codes are numbered there too: a million products cost
-no Python string per row, and their one sort is arrow's. Anything else (a repeated header,
+C++ on every core, and its product codes are numbered there too, or, when there are many,
+by their 64-bit keys (code_keys): a million products cost no Python string per row, and
+their codes are sorted once. Anything else (a repeated header,
 a stray word, other columns, bytes that are not UTF-8) is read by pandas as text, so that
 validation can name every problem. Both read the same things as missing (pandas' list:
 "", "NA", "null", ...), so a file reads alike either way.
