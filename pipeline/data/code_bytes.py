@@ -44,14 +44,20 @@ def remember(codes: pd.Index, converted: ProductCodes) -> None:
 
 
 def from_arrow(texts: pa.Array) -> ProductCodes:
-    """Return arrow's strings (no nulls) as ProductCodes: their buffers, offsets widened."""
-    texts = texts.cast(pa.large_string()) if pa.types.is_string(texts.type) else texts
+    """Return arrow's strings (no nulls) as ProductCodes: their bytes, offsets widened."""
+    return ProductCodes(*arrow_buffers(texts))
+
+
+def arrow_buffers(texts: pa.Array) -> Tuple[np.ndarray, np.ndarray]:
+    """Return the UTF-8 bytes and offsets (from 0) of arrow's strings, over arrow's memory."""
     _, offsets_buffer, data_buffer = texts.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[texts.offset:][:len(texts) + 1]
+    wide = pa.types.is_large_string(texts.type) or pa.types.is_large_binary(texts.type)
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64 if wide else np.int32)
+    offsets = offsets[texts.offset:][:len(texts) + 1]
     data = (np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None
             else np.empty(0, np.uint8))
-    start, end = int(offsets[0]) if len(offsets) else 0, int(offsets[-1]) if len(offsets) else 0
-    return ProductCodes(data[start:end], offsets - start)
+    start, end = (int(offsets[0]), int(offsets[-1])) if len(offsets) else (0, 0)
+    return data[start:end], offsets - start
 
 
 def to_arrow(codes: ProductCodes) -> pa.Array:

@@ -10,7 +10,7 @@ validation can name every problem. Both read the same things as missing (pandas'
 """
 import ctypes
 import io
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import pandas as pd
@@ -176,7 +176,8 @@ def _keyed_categories(texts: List[pa.Array], rows: int) -> Optional[pd.Categoric
     present = (np.concatenate([text.is_valid().to_numpy(zero_copy_only=False) for text in texts])
                if any(text.null_count for text in texts) else None)
     found = code_keys.keyed(
-        [_buffers(text.drop_null() if text.null_count else text) for text in texts]
+        [code_bytes.arrow_buffers(text.drop_null() if text.null_count else text)
+         for text in texts]
     )
     if found is None:
         return None
@@ -197,16 +198,6 @@ def _keyed_categories(texts: List[pa.Array], rows: int) -> Optional[pd.Categoric
     names = pd.Index(codes.tolist(), dtype=object)
     code_bytes.remember(names, codes)  # their bytes, for what follows
     return pd.Categorical.from_codes(numbers, categories=names, validate=False)
-
-
-def _buffers(text: pa.Array) -> Tuple[np.ndarray, np.ndarray]:
-    """A string array's UTF-8 bytes and offsets (from 0), over arrow's memory."""
-    _, offsets_buffer, data_buffer = text.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[text.offset:][:len(text) + 1]
-    data = (np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None
-            else np.empty(0, np.uint8))
-    start = int(offsets[0]) if len(offsets) else 0
-    return data[start:int(offsets[-1]) if len(offsets) else 0], offsets - start
 
 
 def _sorted_categories(blocks: List[pa.DictionaryArray], rows: int) -> pd.Categorical:
