@@ -70,9 +70,10 @@ class Settings(BaseSettings):
     # Anything larger is skipped unread, so that a planted file cannot exhaust the pod's
     # memory; training refuses to publish a model over either (registry.check_servable).
     # Metadata is about 40 KB whatever the catalogue (codes live in the artifact): 1 MiB is
-    # 25x that. An artifact is about 65 bytes per product with 10-character codes (lines,
-    # codes, weeks missing, the promise's terms), 120 with the longest (64): 128 MiB holds
-    # about 2M products of 10 characters, 1.1M of 64 (docs/performance.md, "A catalogue").
+    # 25x that. An artifact is about 48 bytes per product with 10-character codes (lines,
+    # codes, weeks missing, the promise's terms in single precision), 102 with the longest
+    # (64): 128 MiB holds about 2.7M products of 10 characters, 1.3M of 64
+    # (docs/performance.md, "A catalogue").
     max_metadata_bytes: int = Field(1024 * 1024, gt=0, description="larger metadata skipped")
     max_artifact_bytes: int = Field(
         128 * 1024 * 1024, gt=0, description="larger artifacts skipped"

@@ -1,6 +1,8 @@
+import io
 from functools import lru_cache
 from typing import List, Optional, Tuple
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,6 +31,8 @@ from pipeline.modelling.promise_fit import (
     served_within,
 )
 from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
+from pipeline.artifact.model import ProductLinearModel
+from pipeline.registry.models import serialise_model
 
 Fitted = Tuple[PooledLinearRegressor, Promises, Split]
 
@@ -205,3 +209,23 @@ def test_the_review_reports_calibration_summary_counts_each_quintile_of_the_queu
     assert np.abs(np.array(summary.by_quintile) - 0.9).max() < 0.04
     lows = [float(label.split("-")[0]) for label in labels]
     assert lows == sorted(lows) and labels[0].startswith(f"{split.test[ORDERS].min():g}-")
+
+
+def test_the_artifact_serves_the_calibrated_promises_in_about_40_bytes_a_product() -> None:
+    tranche = generate_tranche(40_000, 2_000, 7)
+    split = split_by_product(tranche.data)
+    model = PooledLinearRegressor().fit(split.train[[PRODUCT, ORDERS]], split.train[HOURS])
+    served = model.served_model()
+    params = fit_promise(model, served.product_codes, split.train, split.test)
+    artifact = serialise_model(served, params)
+    products, code_bytes = len(served), len(served.product_codes.utf8)
+    # codes, 4-byte offsets, two lines, weeks missing, the promise's 3 + 1 single floats
+    assert len(artifact) <= code_bytes + 38 * products + 4096
+    loaded = joblib.load(io.BytesIO(artifact))  # as the service reads it
+    assert ProductLinearModel.from_artifact(loaded).product_codes == served.product_codes
+    rows = split.test
+    idx, line = model.product_index(rows[PRODUCT]), model.predict_line(rows)
+    x = rows[ORDERS].to_numpy(dtype=float)
+    calibrated = Promises(params, products).hours(idx, line, x, 0.9)
+    assert np.array_equal(Promises(loaded["promise"], products).hours(idx, line, x, 0.9),
+                          calibrated)
