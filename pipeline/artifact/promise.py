@@ -81,8 +81,9 @@ class Promises:
             float(params["scale_intercept"]), float(params["scale_slope"]),
             float(params["scale_floor"]),
         )
-        cov = np.asarray(params["line_cov"], dtype=float)
-        self.c0, self.c1, self.c2 = (np.ascontiguousarray(cov[:, j]) for j in range(3))
+        cov = np.asarray(params["line_cov"])  # single floats: widened a column at a time
+        self.c0, self.c1, self.c2 = (np.ascontiguousarray(cov[:, j], dtype=float)
+                                     for j in range(3))
         self.ratio = np.asarray(params["noise_ratio"], dtype=float)
         self.probabilities = [float(p) for p in params["probabilities"]]
         self.quantiles = [float(q) for q in params["score_quantiles"]]
@@ -131,8 +132,9 @@ def check_promise_params(params: Any, products: int) -> None:
     if not isinstance(params, dict) or params.get("method") != PROMISE_METHOD:
         found = params.get("method") if isinstance(params, dict) else type(params)
         raise ValueError(f"promise method is {found!r}, this code reads {PROMISE_METHOD!r}")
-    cov = np.asarray(params["line_cov"], dtype=float)
-    ratio = np.asarray(params["noise_ratio"], dtype=float)
+    cov, ratio = np.asarray(params["line_cov"]), np.asarray(params["noise_ratio"])
+    if cov.dtype.kind not in "fiu" or ratio.dtype.kind not in "fiu":  # checked as they lie
+        raise ValueError("promise parameters are not numbers")
     grid = np.asarray(params["probabilities"], dtype=float)
     quantiles = np.asarray(params["score_quantiles"], dtype=float)
     if cov.shape != (products, 3) or ratio.shape != (products,):

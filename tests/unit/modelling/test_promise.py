@@ -162,6 +162,9 @@ def test_promise_parameters_for_other_products_or_not_finite_are_refused() -> No
         check_promise_params(params, 21)
     with pytest.raises(ValueError, match="finite"):
         check_promise_params({**params, "noise_ratio": np.full(20, np.nan)}, 20)
+    with pytest.raises(ValueError, match="not numbers"):
+        check_promise_params({**params, "line_cov": np.full((20, 3), "1.0")}, 20)
+    check_promise_params({**params, "line_cov": params["line_cov"].astype(float)}, 20)  # older
     with pytest.raises(ValueError, match="method"):
         check_promise_params({**params, "method": "normal"}, 20)
 
