@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from pipeline.artifact.product_codes import ProductCodes
 from pipeline.data import code_bytes, code_keys
 from pipeline.data.tranche import COLUMNS, HOURS, ORDERS, PRODUCT
 
@@ -187,18 +188,14 @@ def _keyed_categories(texts: List[pa.Array], rows: int) -> Optional[pd.Categoric
     seen, distinct = pd.factorize(np.concatenate(keys) if keys else np.empty(0, np.uint64))
     del keys
     order = np.argsort(distinct)
-    rank = np.empty(len(order), dtype=np.int32)
-    rank[order] = np.arange(len(order), dtype=np.int32)
+    rank = _ranks(order)
     if present is None:
         numbers = rank[seen]
     else:
         numbers = np.full(rows, -1, dtype=np.int32)
         numbers[present] = rank[seen]
     del seen
-    codes = code_keys.codes_of(distinct[order], layout)
-    names = pd.Index(codes.tolist(), dtype=object)
-    code_bytes.remember(names, codes)  # their bytes, for what follows
-    return pd.Categorical.from_codes(numbers, categories=names, validate=False)
+    return _categorical(numbers, code_keys.codes_of(distinct[order], layout))
 
 
 def _sorted_categories(blocks: List[pa.DictionaryArray], rows: int) -> pd.Categorical:
@@ -209,9 +206,7 @@ def _sorted_categories(blocks: List[pa.DictionaryArray], rows: int) -> pd.Catego
     """
     dictionary = blocks[0].dictionary if blocks else pa.array([], pa.string())
     order = _code_order(dictionary)
-    rank = np.empty(len(order) + 1, dtype=np.int32)
-    rank[order] = np.arange(len(order), dtype=np.int32)
-    rank[-1] = -1  # a missing code (-1) picks it
+    rank = _ranks(order)
     texts = dictionary.take(pa.array(order))
     del dictionary
     numbers, start = np.empty(rows, dtype=np.int32), 0
@@ -219,11 +214,24 @@ def _sorted_categories(blocks: List[pa.DictionaryArray], rows: int) -> pd.Catego
         indices = pc.fill_null(blocks.pop(0).indices, -1).to_numpy()
         numbers[start:start + len(indices)] = rank[indices]
         start += len(indices)
-    names = pd.Index(texts.to_numpy(zero_copy_only=False), dtype=object)
-    code_bytes.remember(names, code_bytes.from_arrow(texts))  # their bytes, for what follows
-    return pd.Categorical.from_codes(  # the numbers were made valid above
-        numbers, categories=names, validate=False
-    )
+    return _categorical(numbers, code_bytes.from_arrow(texts))
+
+
+def _ranks(order: np.ndarray) -> np.ndarray:
+    """Each code's rank among the sorted, from the order that sorts them; a missing code
+    (-1) picks the -1 after them."""
+    rank = np.empty(len(order) + 1, dtype=np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    rank[-1] = -1
+    return rank
+
+
+def _categorical(numbers: np.ndarray, codes: ProductCodes) -> pd.Categorical:
+    """The rows' numbers among these sorted distinct codes, as categories whose bytes are
+    remembered for what follows (the numbers were made valid by their callers)."""
+    names = pd.Index(codes.tolist(), dtype=object)
+    code_bytes.remember(names, codes)
+    return pd.Categorical.from_codes(numbers, categories=names, validate=False)
 
 
 def _code_order(texts: pa.Array) -> np.ndarray:
