@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from pipeline.artifact.product_codes import ProductCodes
+from pipeline.codes.product_codes import ProductCodes
 
 Numbers = Union[Sequence[float], np.ndarray]
 

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import entropy
 
+from pipeline.codes.numbering import distinct_codes
+from pipeline.codes.product_codes import ProductCodes
 from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 
 PSI_THRESHOLD = 0.25
@@ -51,69 +53,34 @@ def _sample(data: pd.DataFrame) -> pd.DataFrame:
 
 def _top_products(data: pd.DataFrame, most: int) -> Tuple[pd.Series, int]:
     """Return the `most` products with the most rows (their counts, most first; ties in code
-    order) and how many products have rows.
-
-    Codes held as categories are counted with one bincount and ranked in numpy: a Series
-    over a million categories, filtered and sorted, took a fifth of a second.
-    """
-    column = data[PRODUCT]
-    if not isinstance(column.dtype, pd.CategoricalDtype):
-        counts = column.value_counts()
-        return counts.head(most), len(counts)
-    every = _category_counts(column)
+    order) and how many products have rows, counting the rows with one bincount."""
+    every, codes = _counts(data)
     top = np.argsort(-every, kind="stable")[:most]
     top = top[every[top] > 0]
-    return (pd.Series(every[top], index=column.cat.categories[top], name="count"),
+    return (pd.Series(every[top], index=codes.take(top).tolist(), name="count"),
             int(np.count_nonzero(every)))
 
 
-def _category_counts(column: pd.Series) -> np.ndarray:
-    """Return the rows of each category of codes held as categories (one bincount)."""
-    counts: np.ndarray = np.bincount(column.cat.codes.to_numpy() + 1,
-                                     minlength=len(column.cat.categories) + 1)[1:]
-    return counts
-
-
-def _category_numbers(column: pd.Series, codes: Sequence[str]) -> Optional[np.ndarray]:
-    """Return the category number of each of a few codes (-1: not one), or None when the
-    codes are not held as sorted categories.
-
-    Found by binary search: a look-up by hash (as isin or get would do) first hashes every
-    one of a million categories.
-    """
-    if not isinstance(column.dtype, pd.CategoricalDtype):
-        return None
-    categories = column.cat.categories
-    if not categories.is_monotonic_increasing:
-        return None
-    names = np.asarray(categories, dtype=object)
-    at = np.searchsorted(names, np.asarray(codes, dtype=object))
-    found = [int(i) if i < len(names) and names[i] == code else -1 for code, i in zip(codes, at)]
-    return np.array(found, dtype=np.int64)
+def _counts(data: pd.DataFrame) -> Tuple[np.ndarray, ProductCodes]:
+    """Return the rows of each distinct code, and the codes."""
+    numbers, codes = distinct_codes(data[PRODUCT])
+    counts: np.ndarray = np.bincount(numbers[numbers >= 0], minlength=len(codes))
+    return counts, codes
 
 
 def _rows_of(data: pd.DataFrame, codes: List[str]) -> Dict[str, int]:
     """Return the row count of each of a few codes (0: none)."""
-    column = data[PRODUCT]
-    numbers = _category_numbers(column, codes)
-    if numbers is None:
-        every = column.value_counts()
-        return {code: int(every.get(code, 0)) for code in codes}
-    counts = np.append(_category_counts(column), 0)
-    return {code: int(counts[n]) for code, n in zip(codes, numbers)}  # -1 picks the 0
+    every, distinct = _counts(data)
+    counts = np.append(every, 0)
+    return {code: int(counts[n]) for code, n in zip(codes, distinct.find_many(codes))}
 
 
 def _rows_among(data: pd.DataFrame, codes: Sequence[str]) -> pd.DataFrame:
-    """Return the rows of these few products, their codes as text.
-
-    As text, not categories: a groupby of a few thousand rows would otherwise recode the
-    tranche's million categories (a third of a second) to find the twenty it holds.
-    """
-    column = data[PRODUCT]
-    numbers = _category_numbers(column, codes)
-    if numbers is None:
-        return data[column.isin(list(codes))]
-    rows = data[np.isin(column.cat.codes.to_numpy(), numbers[numbers >= 0])]
+    """Return the rows of these few products, their codes as text (a groupby of a few
+    thousand rows held as categories would go over the tranche's million categories)."""
+    numbers, distinct = distinct_codes(data[PRODUCT])
+    found = distinct.find_many(list(codes))
+    rows = data[np.isin(numbers, found[found >= 0])]
     return rows.assign(**{PRODUCT: np.asarray(rows[PRODUCT], dtype=object)})
 
 

@@ -22,10 +22,11 @@ from typing import Any, List, NamedTuple, Optional, Set, Tuple
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow as pa_arrow
 from pandera.errors import SchemaErrors
 
-from pipeline.artifact.product_codes import ProductCodes
-from pipeline.data import code_bytes
+from pipeline.codes.numbering import as_categories, distinct_codes, number_codes
+from pipeline.codes.product_codes import ProductCodes
 from pipeline.data.tranche import COLUMNS, HOURS, MAX_PRODUCT_CODE_LENGTH, ORDERS, PRODUCT
 
 MAX_BAD_ROW_FRACTION = 0.01
@@ -49,25 +50,10 @@ def _code_length(series: pd.Series) -> pd.Series:
 
     A tranche has millions of rows but thousands of codes, so this measures the codes once.
     """
-    codes, uniques = _distinct(series)
-    lengths = _text_of(series, uniques).lengths()
+    numbers, codes = distinct_codes(series)
+    lengths = codes.lengths()
     fine = np.append((lengths >= 1) & (lengths <= MAX_PRODUCT_CODE_LENGTH), True)
-    return pd.Series(fine[codes], index=series.index)  # code -1 (null) is not_nullable's
-
-
-def _text_of(series: pd.Series, uniques: np.ndarray) -> ProductCodes:
-    """The distinct codes' bytes: the reader's own for its categories, converted otherwise."""
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        return code_bytes.product_codes(series.cat.categories)
-    return ProductCodes.from_strings(map(str, uniques))
-
-
-def _distinct(series: pd.Series) -> Tuple[np.ndarray, np.ndarray]:
-    """Return each row's number among the distinct codes (-1: none) and the codes."""
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        return series.cat.codes.to_numpy(), np.asarray(series.cat.categories, dtype=object)
-    codes, uniques = pd.factorize(series)
-    return codes, np.asarray(uniques, dtype=object)
+    return pd.Series(fine[numbers], index=series.index)  # -1 (null) is not_nullable's
 
 
 ROW_SCHEMA = pa.DataFrameSchema(
@@ -129,7 +115,7 @@ def validate_tranche(
     if refusals:
         clean = frame
 
-    codes, names = _distinct(clean[PRODUCT])
+    codes, names = distinct_codes(clean[PRODUCT])
     rows_per_code = np.bincount(codes[codes >= 0], minlength=len(names))
     if not refusals and not (rows_per_code >= MIN_ROWS_PER_PRODUCT).any():
         refusals.append(f"no product has the {MIN_ROWS_PER_PRODUCT} rows needed to fit")
@@ -169,21 +155,19 @@ def _trim_codes(frame: pd.DataFrame) -> Tuple[pd.DataFrame, int]:
 
     The codes come back as categories, whichever way they were read.
     """
-    codes, names = _distinct(frame[PRODUCT])
     categorical = isinstance(frame[PRODUCT].dtype, pd.CategoricalDtype)
-    if categorical and not _any_padded(_text_of(frame[PRODUCT], names)):
-        return frame, 0  # already one category per code: nothing to rebuild
-    stripped = np.asarray(pd.Index(names, dtype=object).astype(str).str.strip(), dtype=object)
-    changed = stripped != names
-    if not changed.any() and categorical:
-        return frame, 0
-    padded = int(np.isin(codes, np.flatnonzero(changed)).sum()) if changed.any() else 0
+    numbers, codes = distinct_codes(frame[PRODUCT])
+    if not _any_padded(codes):
+        if categorical:
+            return frame, 0  # already one category per code: nothing to rebuild
+        return frame.assign(**{PRODUCT: as_categories(numbers, codes)}), 0
+    texts = codes.tolist()
+    stripped = [text.strip() for text in texts]
+    changed = np.flatnonzero([a != b for a, b in zip(texts, stripped)])
+    padded = int(np.isin(numbers, changed).sum())
     # " SKU001" and "SKU001" become one category.
-    products, renumber = np.unique(stripped.astype(str), return_inverse=True)
-    numbers = np.append(renumber.astype(np.int32), np.int32(-1))[codes]
-    trimmed = pd.Categorical.from_codes(
-        numbers, categories=pd.Index(products, dtype=object), validate=False
-    )
+    renumber, products = number_codes(pa_arrow.array(stripped, type=pa_arrow.large_string()))
+    trimmed = as_categories(np.append(renumber, np.int32(-1))[numbers], products)
     return frame.assign(**{PRODUCT: trimmed}), padded
 
 

@@ -25,8 +25,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from pipeline.artifact.model import ProductLinearModel
-from pipeline.artifact.product_codes import ProductCodes
-from pipeline.data.code_bytes import product_codes
+from pipeline.codes.numbering import factorize_products, row_positions
 from pipeline.data.tranche import ORDERS, PRODUCT
 from pipeline.modelling.pooling import (
     fit_prior,
@@ -97,7 +96,7 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
                 self.prior_ = fit_prior(prior_sample(censored), start_from=self.prior_)
             sums = censored
         post = posterior(sums, self.prior_, self.prior_scale)
-        self.product_codes_ = np.asarray(products, dtype=object)
+        self.product_codes_ = products
         self.rows_ = sums.n.astype(np.int64)
         self.intercepts_, self.slopes_ = self._to_orders(post.mean[:, 0], post.mean[:, 1])
         catalogue = self._to_orders(self.prior_.mean[:1], self.prior_.mean[1:])
@@ -108,7 +107,6 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         self.noise_sd_ = float(np.sqrt(self.prior_.noise_var))
         self.n_features_in_ = 2
         self.feature_names_in_ = np.asarray([PRODUCT, ORDERS], dtype=object)
-        self._index = _catalogue_index(X[PRODUCT], self.product_codes_)
         return self
 
     def _to_orders(self, alpha: np.ndarray, beta: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -118,7 +116,7 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
     def product_index(self, product_codes: Any) -> np.ndarray:
         """Return each code's position among the fitted products, -1 for an unseen one."""
         check_is_fitted(self, "intercepts_")
-        return product_positions(self._index, pd.Series(product_codes))
+        return row_positions(self.product_codes_, pd.Series(product_codes))
 
     def predict_line(self, X: pd.DataFrame) -> np.ndarray:
         """Return each row's posterior line value, not floored (for residuals)."""
@@ -136,70 +134,10 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         hours: np.ndarray = np.clip(self.predict_line(X), 0.0, None)
         return hours
 
-    def fitted_codes(self) -> ProductCodes:
-        """Return the fitted products' codes as the artifact stores them (converted once)."""
-        check_is_fitted(self, "intercepts_")
-        return product_codes(self._index)
-
     def served_model(self) -> ProductLinearModel:
         """Return the plain-number model the service loads (no scikit-learn needed)."""
-        return ProductLinearModel(self.fitted_codes(), self.intercepts_, self.slopes_)
-
-
-def _catalogue_index(codes: pd.Series, products: np.ndarray) -> pd.Index:
-    """The fitted products as an index: the rows' own categories when they are exactly those
-    (as validation leaves them), so that rows sharing them are matched by identity, not by
-    comparing a million strings."""
-    if isinstance(codes.dtype, pd.CategoricalDtype):
-        categories = codes.cat.categories
-        if len(categories) == len(products) and categories.is_monotonic_increasing:
-            kept: pd.Index = categories  # factorize_products kept them all, in this order
-            return kept
-    fitted: pd.Index = pd.Index(products)
-    return fitted
-
-
-def product_positions(catalogue: pd.Index, codes: pd.Series) -> np.ndarray:
-    """Return each row's position in `catalogue` (-1: not in it), looking each code up once.
-
-    A tranche has millions of rows but thousands of codes: with the codes held as categories
-    (as validation leaves them) the look-up is per category, then one integer gather.
-    """
-    if isinstance(codes.dtype, pd.CategoricalDtype):
-        categories = codes.cat.categories
-        if categories is catalogue or categories.equals(catalogue):  # the fitted rows' own
-            same: np.ndarray = codes.cat.codes.to_numpy().astype(np.int64)
-            return same
-        found = catalogue.get_indexer(categories)
-        # A missing code (-1) picks the appended -1.
-        at: np.ndarray = np.append(found, -1)[codes.cat.codes.to_numpy()]
-        return at
-    positions: np.ndarray = catalogue.get_indexer(pd.Index(codes))
-    return positions
-
-
-def factorize_products(codes: pd.Series) -> Tuple[np.ndarray, np.ndarray]:
-    """Return each row's product number and the products, sorted by code (as served).
-
-    Only the codes present count: a category with no rows left is not a product.
-    """
-    if not isinstance(codes.dtype, pd.CategoricalDtype):
-        numbers, products = pd.factorize(codes, sort=True)
-        return numbers, np.asarray(products, dtype=object)
-    category = codes.cat.codes.to_numpy()
-    if len(category) and category.min() < 0:
-        raise ValueError("product codes must not be empty")
-    used = np.flatnonzero(np.bincount(category, minlength=len(codes.cat.categories)))
-    names = np.asarray(codes.cat.categories[used], dtype=object)
-    if codes.cat.categories.is_monotonic_increasing:  # as validation leaves them: no sort
-        if len(used) == len(codes.cat.categories):
-            return category.astype(np.int64), names
-        order = np.arange(len(used))
-    else:
-        order = np.argsort(names, kind="stable")
-    renumber = np.full(len(codes.cat.categories), -1, dtype=np.int64)
-    renumber[used[order]] = np.arange(len(used))
-    return renumber[category], names[order]
+        check_is_fitted(self, "intercepts_")
+        return ProductLinearModel(self.product_codes_, self.intercepts_, self.slopes_)
 
 
 def _features(X: pd.DataFrame, factorize: bool = True) -> Tuple[np.ndarray, Any, np.ndarray]:

@@ -9,10 +9,8 @@ import pandas as pd
 from scipy.stats import norm
 from sklearn.metrics import mean_absolute_error, r2_score
 
-from pipeline.modelling.code_lookup import positions_in
-from pipeline.modelling.estimator import factorize_products
 from pipeline.artifact.model import ProductLinearModel
-from pipeline.artifact.product_codes import ProductCodes
+from pipeline.codes.numbering import factorize_products, row_positions
 from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 
 ABSURD_FACTOR = 2.0  # an estimate above twice the longest dispatch seen is not believable
@@ -100,26 +98,7 @@ def served_estimates(model: ProductLinearModel, rows: pd.DataFrame) -> np.ndarra
 
 
 def _positions(model: ProductLinearModel, rows: pd.DataFrame) -> np.ndarray:
-    return positions_among(model.product_codes, rows)
-
-
-def positions_among(products: ProductCodes, rows: pd.DataFrame) -> np.ndarray:
-    """Return each row's product position among `products` (-1: not one), each code looked up
-    once.
-
-    A run scores the same models on the same rows (and subsets of them, which share the
-    categories) several times: positions_in remembers the last few catalogues' matches.
-    """
-    codes = rows[PRODUCT]
-    if isinstance(codes.dtype, pd.CategoricalDtype):
-        found = positions_in(products, codes.cat.categories)
-        # A missing code (-1) picks the appended -1.
-        at: np.ndarray = np.append(found, -1)[codes.cat.codes.to_numpy()]
-        return at
-    numbers, distinct = pd.factorize(codes)
-    found = positions_in(products, [str(c) for c in distinct])
-    positions: np.ndarray = np.append(found, -1)[numbers]
-    return positions
+    return row_positions(model.product_codes, rows[PRODUCT])
 
 
 def check_model_logic(

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
-from pipeline.modelling.estimator import factorize_products
+from pipeline.codes.numbering import factorize_products
 from pipeline.modelling.pooling import (
     Posterior,
     Prior,

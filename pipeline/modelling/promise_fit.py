@@ -42,9 +42,9 @@ from pipeline.artifact.promise import (
     Promises,
     conformal_quantiles,
 )
-from pipeline.modelling.evaluation import positions_among
+from pipeline.codes.numbering import row_positions
 from pipeline.artifact.model import ProductLinearModel
-from pipeline.artifact.product_codes import ProductCodes
+from pipeline.codes.product_codes import ProductCodes
 from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 
 Codes = Union[ProductCodes, Sequence[str]]
@@ -129,7 +129,7 @@ def calibrate(shape: Dict[str, Any], estimator: Any, served_codes: Codes,
     """Return `shape` with the conformal score quantiles of the calibration rows (step 4)."""
     served_codes = ProductCodes.of(served_codes)
     promises = Promises(shape, len(served_codes))
-    c_idx = positions_among(served_codes, calibration)
+    c_idx = row_positions(served_codes, calibration[PRODUCT])
     keep = c_idx >= 0
     c_rows = calibration[keep]
     c_idx = c_idx[keep]
@@ -181,7 +181,7 @@ def held_out_within(
                                       (halves[1], halves[0], places[0])):
         promises = Promises(calibrate(shape, estimator, served_codes, calibrating),
                             len(served_codes))
-        idx = positions_among(served_codes, checking)
+        idx = row_positions(served_codes, checking[PRODUCT])
         checked = checking[idx >= 0]
         at = at[idx >= 0]
         idx = idx[idx >= 0]
@@ -213,7 +213,7 @@ def served_within(
 ) -> HeldOut:
     """Return which rows were within the promise the service answers with `model` and its
     artifact's `promise`: how a published model's promises held on rows it never saw."""
-    idx = positions_among(model.product_codes, rows)
+    idx = row_positions(model.product_codes, rows[PRODUCT])
     known = idx >= 0
     idx = idx[known]
     x = rows[ORDERS].to_numpy(dtype=float)[known]
@@ -246,7 +246,7 @@ def promise_comparison(
     The live model's promise was calibrated on last week: this is how it held on the week
     that followed. None for a live model trained before promises.
     """
-    both = new.known & (positions_among(live_model.product_codes, test) >= 0)
+    both = new.known & (row_positions(live_model.product_codes, test[PRODUCT]) >= 0)
 
     def share(held: Optional[HeldOut]) -> Optional[float]:
         if held is None or not both.any():
@@ -303,16 +303,8 @@ def _fit_scale(x: np.ndarray, residual: np.ndarray) -> np.ndarray:
 
 
 def _served_positions(estimator: Any, served_codes: ProductCodes) -> np.ndarray:
-    """Each served product's position among the fitted ones (-1: carried, not fitted).
-
-    A served model lists the fitted products first, in order: no look-up then.
-    """
-    fitted = estimator.fitted_codes()
-    if served_codes.starts_with(fitted):
-        at = np.arange(len(served_codes), dtype=np.int64)
-        at[len(fitted):] = -1
-        return at
-    positions: np.ndarray = estimator.product_index(served_codes.tolist())
+    """Each served product's position among the fitted ones (-1: carried, not fitted)."""
+    positions: np.ndarray = estimator.product_codes_.find_many(served_codes)
     return positions
 
 

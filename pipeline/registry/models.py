@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from pipeline.logs import configure_logger
 from pipeline.artifact.model import MAX_ORDERS_PLACED, CatalogueState, ProductLinearModel
-from pipeline.artifact.product_codes import ProductCodes
+from pipeline.codes.product_codes import ProductCodes
 from pipeline.artifact.promise import check_promise_params
 from pipeline.settings import Settings
 from pipeline.registry.metadata import ModelMetadata

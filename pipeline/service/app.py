@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from typing_extensions import Annotated
 
-from pipeline.artifact.product_codes import ProductCodes
+from pipeline.codes.product_codes import ProductCodes
 from pipeline.logs import configure_logger
 from pipeline.registry.models import LoadedModel
 from pipeline.service.api_schema import (

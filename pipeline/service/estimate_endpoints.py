@@ -93,7 +93,7 @@ class ServedLines:
     def __init__(self, model: ProductLinearModel) -> None:
         self.model = model
         self.codes = model.product_codes
-        self.codes.index()
+        self.codes.build_index()
         self.intercepts = model.intercepts
         self.slopes = model.slopes
 

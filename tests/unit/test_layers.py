@@ -8,7 +8,9 @@ from typing import Dict, List, Tuple
 
 PIPELINE = Path(__file__).resolve().parents[2] / "pipeline"
 # Top to bottom; a module may import its own layer and those below it.
-LAYERS = ["stages", "training", "service", "registry", "modelling", "data", "artifact", "shared"]
+LAYERS = [
+    "stages", "training", "service", "registry", "modelling", "data", "artifact", "codes", "shared",
+]
 SHARED = {"settings", "logs", "cli"}
 
 

@@ -1,11 +1,11 @@
-"""A tranche with many codes is numbered by the codes' keys: it reads exactly as arrow's way."""
+"""A clean tranche is read by arrow, a messy one by pandas: the same rows, codes as text."""
 from typing import List
 
 import pandas as pd
 import pytest
 
-from pipeline.data import reading
-from pipeline.data.tranche import PRODUCT
+from pipeline.data.reading import read_tranche
+from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 
 HEADER = b"hours_to_dispatch,orders_placed,product_code\n"
 
@@ -20,32 +20,18 @@ CATALOGUES = {
     "mixed lengths": [f"P{i}" for i in range(300)] + ["P", "Q12", "Z"],
     "non-ASCII": [f"\u00c9T{i:03d}" for i in range(200)] + ["\u00e9", "caf\u00e9"],
     "missing codes": [f"SKU{i:04d}" for i in range(250)] + ["", "NA", "null"],
-    "too varied for a key": [f"{i:09d}{i * 7919 % 1000:03d}X" for i in range(300)],
 }
 
 
 @pytest.mark.parametrize("name", sorted(CATALOGUES))
-def test_many_codes_read_as_arrow_reads_them(
-    name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_codes_read_as_categories_in_code_order_as_pandas_reads_them(name: str) -> None:
     raw = tranche(CATALOGUES[name])
-    arrows = reading.read_tranche(raw)  # a small file: arrow numbers the codes
-    monkeypatch.setattr(reading, "_PROBE_BYTES", 4096)
-    monkeypatch.setattr(reading, "KEYED_FROM", 10)
-    assert reading._many_codes(raw)
-    keyed = reading.read_tranche(raw)
-    pd.testing.assert_frame_equal(keyed, arrows)
-    assert list(keyed[PRODUCT].cat.categories) == sorted(set(arrows[PRODUCT].dropna()))
+    read = read_tranche(raw)
+    texts = read_tranche(raw + b"a stray line that is not numbers,x,y\n")  # pandas, as text
+    assert isinstance(read[PRODUCT].dtype, pd.CategoricalDtype)
+    assert list(read[PRODUCT].cat.categories) == sorted(set(read[PRODUCT].dropna()))
+    assert read[PRODUCT].astype(object).tolist() == texts[PRODUCT][:-1].astype(object).tolist()
+    assert read[ORDERS].tolist() == pd.to_numeric(texts[ORDERS][:-1]).tolist()
+    assert read[HOURS].dtype == float
     if name == "missing codes":
-        assert keyed[PRODUCT].isna().sum() == 3 * 40
-
-
-def test_a_file_whose_first_rows_show_few_codes_is_numbered_by_arrow(
-    monkeypatch: pytest.MonkeyPatch
-) -> None:
-    raw = tranche([f"SKU{i:03d}" for i in range(30)])
-    monkeypatch.setattr(reading, "_PROBE_BYTES", 4096)
-    assert not reading._many_codes(raw)  # 30 codes, far below KEYED_FROM
-    monkeypatch.setattr(reading, "KEYED_FROM", 10)
-    assert reading._many_codes(raw)
-    assert not reading._many_codes(raw.replace(b"SKU001\n", b'"SKU001"\n'))  # quoted
+        assert read[PRODUCT].isna().sum() == 3 * 40

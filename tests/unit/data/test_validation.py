@@ -1,10 +1,8 @@
 import importlib
-from typing import List, Optional
+from typing import Optional
 
 import pandas as pd
-import pyarrow as pa
 import pytest
-from hypothesis import given, settings, strategies as st
 
 from pipeline.generate_dataset import generate_tranche, to_csv_bytes
 from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
@@ -222,14 +220,3 @@ def test_a_code_is_measured_in_characters_not_bytes() -> None:
     report = check(HEADER + good_rows(300) + rows + b"1,2,%s\n" % too_long.encode())
     assert fits in set(report.data[PRODUCT]) and too_long not in set(report.data[PRODUCT])
     assert any("is empty or longer than 64 characters: 1 row(s)" in w for w in report.warnings)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.one_of(
-    st.text(max_size=12), st.text(st.sampled_from("SKU0129-"), min_size=6, max_size=6),
-    st.text(st.sampled_from("AB09-\u00e9"), min_size=1, max_size=9).map("SKU".__add__),
-    st.text(min_size=30, max_size=40),
-), unique=True))
-def test_the_reader_orders_distinct_codes_as_python_sorts_them(codes: List[str]) -> None:
-    order = reading._code_order(pa.array(codes, pa.string()))
-    assert [codes[i] for i in order] == sorted(codes)

@@ -5,7 +5,7 @@ import numpy as np
 
 from pipeline.modelling.catalogue import carry_forward
 from pipeline.artifact.model import CatalogueState, ProductLinearModel
-from pipeline.artifact.product_codes import ProductCodes
+from pipeline.codes.product_codes import ProductCodes
 
 
 def live_model(missing: Dict[str, int], dropped: Dict[str, int]) -> ProductLinearModel:

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from pipeline import train_model
 from pipeline.service.metrics import ServiceMetrics, start_metrics_server
 from pipeline.artifact.model import CatalogueState, ProductLinearModel
-from pipeline.artifact.product_codes import ProductCodes
+from pipeline.codes.product_codes import ProductCodes
 from pipeline.registry.metadata import ModelMetadata
 from pipeline.registry.models import LoadedModel, load_newest_model
 from pipeline.service.app import API_PATH, create_app

@@ -1,0 +1,1 @@
+"""Product codes: stored, numbered and found one way."""
