@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pipeline.generate_dataset import generate_tranche, to_csv_bytes  # noqa: E402
-from pipeline.registry.models import (  # noqa: E402
+from pipeline.registry.published import (  # noqa: E402
     artifact_key,
     metadata_key,
     published_versions,

@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pipeline.modelling.estimator import PooledLinearRegressor  # noqa: E402
 from pipeline.modelling.evaluation import split_by_product  # noqa: E402
 from pipeline.generate_dataset import generate_tranche, true_quantile  # noqa: E402
-from pipeline.artifact.promise import Promises, coverage_warning  # noqa: E402
+from pipeline.artifact.promise import Promises  # noqa: E402
+from pipeline.modelling.promise_check import coverage_warning, held_out_coverage  # noqa: E402
 from pipeline.modelling.promise_fit import (  # noqa: E402
     fit_promise,
-    held_out_coverage,
     promise_shape,
 )
 from pipeline.data.tranche import HOURS, ORDERS, PRODUCT  # noqa: E402
@@ -52,16 +52,17 @@ def fitted(rows: int, skus: int, seed: int, noise: str, zipf: float = 0.0
     tranche = generate_tranche(rows, skus, seed, zipf or None, noise=noise)
     split = split_by_product(tranche.data)
     model = PooledLinearRegressor().fit(split.train[[PRODUCT, ORDERS]], split.train[HOURS])
-    codes = [str(c) for c in model.product_codes_]
+    codes = model.product_codes_.tolist()
     params = fit_promise(model, codes, split.train, split.test)
-    return model, Promises(params, len(codes)), codes, split.train, split.test
+    return model, Promises(params), codes, split.train, split.test
 
 
 def promised(model: PooledLinearRegressor, promises: Promises, rows: pd.DataFrame, p: float
              ) -> np.ndarray:
     idx = model.product_index(rows[PRODUCT])
     x = rows[ORDERS].to_numpy(dtype=float)
-    return promises.hours(idx, model.predict_line(rows), x, p)
+    hours: np.ndarray = promises.hours(idx, model.predict_line(rows), x, p)
+    return hours
 
 
 def shapes(seed: int, check_rows: int) -> None:

@@ -35,7 +35,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline.registry.models import load_newest_model  # noqa: E402
+from pipeline.registry.published import load_newest_model  # noqa: E402
 from pipeline.registry.store import LocalStore  # noqa: E402
 from tests.processes import Service, free_port, stage_env, start_service, stop_service  # noqa: E402
 

@@ -21,7 +21,7 @@ from pipeline.cli import (
 )
 from pipeline.logs import configure_logger
 from pipeline.artifact.promise import CHECKED_PROBABILITY
-from pipeline.registry.models import (
+from pipeline.registry.published import (
     ModelVerificationError,
     load_model,
     published_versions,

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional
 
 from pipeline.cli import add_store_argument, build_parser, exit_on_failure, stage_settings
 from pipeline.logs import LOG_FORMAT, configure_logger
-from pipeline.registry.models import (
+from pipeline.registry.published import (
     MODELS_PREFIX,
     LoadedModel,
     ModelVerificationError,

@@ -31,7 +31,7 @@ from pipeline.cli import (
 from pipeline.modelling.estimator import PooledLinearRegressor
 from pipeline.modelling.evaluation import MAX_MAE_REGRESSION
 from pipeline.logs import configure_logger
-from pipeline.registry.models import load_live_model
+from pipeline.registry.published import load_live_model
 from pipeline.registry.store import Store, open_store
 from pipeline.training.provenance import already_published, run_fingerprint
 from pipeline.training.publication import Publication, publish

@@ -7,7 +7,7 @@ import pytest
 
 from pipeline import train_model
 from pipeline.generate_dataset import generate_tranche, to_csv_bytes
-from pipeline.registry.models import LoadedModel, load_newest_model
+from pipeline.registry.published import LoadedModel, load_newest_model
 from pipeline.registry.store import LocalStore
 from pipeline.data.tranche import tranche_key
 

@@ -27,6 +27,20 @@ LIST_FORMAT = "time-to-dispatch/per-product-linear/1"  # Python lists, before th
 READABLE_FORMATS = (ARTIFACT_FORMAT, LIST_FORMAT)
 
 
+def line_hours(intercepts: np.ndarray, slopes: np.ndarray, at: Any, orders: Any) -> Any:
+    """Return the lines' hours at these queues, not floored (a promise starts from them).
+
+    `at` is a position or an array of them, `orders` a number or an array: the same IEEE
+    operations either way, so one order's answer equals the batch's.
+    """
+    return intercepts[at] + slopes[at] * orders
+
+
+def served_hours(hours: Any) -> Any:
+    """Return hours as served: never below zero (and 0.0, never -0.0)."""
+    return np.maximum(hours, 0.0) + 0.0
+
+
 @dataclass(frozen=True)
 class CatalogueState:
     """Which products the model carries, and which it has dropped (and for how long).
@@ -85,20 +99,27 @@ class ProductLinearModel:
     def knows(self, product_code: str) -> bool:
         return self.position(product_code) >= 0
 
+    def line(self, at: Any, orders_placed: Any) -> Any:
+        """Return the lines' hours of the products at `at`, not floored (line_hours)."""
+        return line_hours(self.intercepts, self.slopes, at, orders_placed)
+
+    def hours(self, at: Any, orders_placed: Any) -> Any:
+        """Return the hours served for the products at `at` (one or many positions)."""
+        return served_hours(self.line(at, orders_placed))
+
     def predict_one(self, product_code: str, orders_placed: float) -> float:
         """Estimate one order's hours, never below zero. KeyError for an unknown product."""
         i = self.position(product_code)
         if i < 0:
             raise KeyError(product_code)
-        return max(0.0, float(self.intercepts[i]) + float(self.slopes[i]) * orders_placed)
+        return float(self.hours(i, orders_placed))
 
     def predict(self, product_codes: Sequence[str], orders_placed: np.ndarray) -> np.ndarray:
         """Estimate many orders at once, never below zero. KeyError for an unknown product."""
         idx = self.product_codes.find_many(list(product_codes))
         if (idx < 0).any():
             raise KeyError(product_codes[int(np.flatnonzero(idx < 0)[0])])
-        line = self.intercepts[idx] + self.slopes[idx] * np.asarray(orders_placed, float)
-        hours: np.ndarray = np.clip(line, 0, None)
+        hours: np.ndarray = self.hours(idx, np.asarray(orders_placed, float))
         return hours
 
     def to_artifact(self) -> Dict[str, Any]:

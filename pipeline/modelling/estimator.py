@@ -24,7 +24,7 @@ from scipy.stats import norm
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from pipeline.artifact.model import ProductLinearModel
+from pipeline.artifact.model import ProductLinearModel, line_hours, served_hours
 from pipeline.codes.numbering import factorize_products, row_positions
 from pipeline.data.tranche import ORDERS, PRODUCT
 from pipeline.modelling.pooling import (
@@ -121,17 +121,16 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
     def predict_line(self, X: pd.DataFrame) -> np.ndarray:
         """Return each row's posterior line value, not floored (for residuals)."""
         _, _, x = _features(X, factorize=False)
-        idx = self.product_index(X[PRODUCT])
-        known = idx >= 0
-        safe = np.where(known, idx, 0)
-        intercept = np.where(known, self.intercepts_[safe], self.catalogue_intercept_)
-        slope = np.where(known, self.slopes_[safe], self.catalogue_slope_)
-        line: np.ndarray = intercept + slope * x
+        # An unseen product's position, -1, picks the catalogue line appended last.
+        line: np.ndarray = line_hours(
+            np.append(self.intercepts_, self.catalogue_intercept_),
+            np.append(self.slopes_, self.catalogue_slope_), self.product_index(X[PRODUCT]), x,
+        )
         return line
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Estimate hours for each row as the service would: never below zero."""
-        hours: np.ndarray = np.clip(self.predict_line(X), 0.0, None)
+        hours: np.ndarray = served_hours(self.predict_line(X))
         return hours
 
     def served_model(self) -> ProductLinearModel:

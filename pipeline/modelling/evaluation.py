@@ -2,6 +2,7 @@
 
 Everything here is pure: models and DataFrames in, numbers and messages out.
 """
+from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, NamedTuple, Optional
 
 import numpy as np
@@ -34,6 +35,25 @@ def _stable_order(codes: np.ndarray, products: int) -> np.ndarray:
     if products > 2**16:
         order = order[np.argsort((codes[order] >> 16).astype(np.uint16), kind="stable")]
     return order
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The live model and the new one scored on the same held-out rows of this week (those
+    both answer), and how often each one's promise held there (None: it has none)."""
+
+    live_version: str
+    rows: int = 0
+    live_mae: Optional[float] = None
+    live_r2: Optional[float] = None
+    new_mae: Optional[float] = None
+    new_r2: Optional[float] = None
+    live_promise_coverage: Optional[float] = None
+    new_promise_coverage: Optional[float] = None
+
+    def section(self) -> Dict[str, Any]:
+        """Return the metadata's `comparison` (only the version and no rows when none)."""
+        return asdict(self) if self.rows else {"live_version": self.live_version, "rows": 0}
 
 
 class TaskMetrics(NamedTuple):
@@ -83,17 +103,12 @@ def evaluate(model: ProductLinearModel, test: pd.DataFrame) -> TaskMetrics:
 
 
 def served_estimates(model: ProductLinearModel, rows: pd.DataFrame) -> np.ndarray:
-    """Return what the service would answer for each row (all of known products), vectorised.
-
-    Equal to `model.predict`, which the service uses; this one looks each distinct code up
-    once, which is what a million held-out rows need.
-    """
+    """Return what the service would answer for each row (all of known products), each
+    distinct code looked up once."""
     idx = _positions(model, rows)
     if (idx < 0).any():
         raise KeyError("rows of products the model does not know")
-    intercepts = np.asarray(model.intercepts, dtype=float)[idx]
-    slopes = np.asarray(model.slopes, dtype=float)[idx]
-    hours: np.ndarray = np.clip(intercepts + slopes * rows[ORDERS].to_numpy(dtype=float), 0, None)
+    hours: np.ndarray = model.hours(idx, rows[ORDERS].to_numpy(dtype=float))
     return hours
 
 
@@ -141,7 +156,7 @@ def compare_with_live(
     live: ProductLinearModel,
     live_version: str,
     test: pd.DataFrame,
-) -> Dict[str, Any]:
+) -> Comparison:
     """Score the new and the live model on the same held-out rows (those both can answer).
 
     The live model's score is how last week's model does on the week that followed: the
@@ -149,29 +164,21 @@ def compare_with_live(
     """
     both = test[(_positions(live, test) >= 0) & (_positions(new, test) >= 0)]
     if both.empty:
-        return {"live_version": live_version, "rows": 0}
+        return Comparison(live_version)
     new_metrics = evaluate(new, both)
     live_metrics = evaluate(live, both)
-    return {
-        "live_version": live_version,
-        "live_mae": live_metrics.mae,
-        "live_r2": live_metrics.r2,
-        "new_mae": new_metrics.mae,
-        "new_r2": new_metrics.r2,
-        "rows": len(both),
-    }
+    return Comparison(live_version, len(both), live_metrics.mae, live_metrics.r2,
+                      new_metrics.mae, new_metrics.r2)
 
 
-def mae_regression(comparison: Dict[str, Any], tolerance: float) -> Optional[str]:
+def mae_regression(comparison: Comparison, tolerance: float) -> Optional[str]:
     """Return why the new model is worse than the live one beyond `tolerance`, or None."""
-    if not comparison.get("rows"):
-        return None
-    live, new = comparison["live_mae"], comparison["new_mae"]
-    if new <= live * (1 + tolerance):
+    live, new = comparison.live_mae, comparison.new_mae
+    if not comparison.rows or live is None or new is None or new <= live * (1 + tolerance):
         return None
     return (
         f"the new model's held-out MAE {new:.4f} is worse than the live model "
-        f"{comparison['live_version']}'s {live:.4f} on the same {comparison['rows']} rows, "
+        f"{comparison.live_version}'s {live:.4f} on the same {comparison.rows} rows, "
         f"by {new / live - 1:.1%} (tolerance {tolerance:.0%})"
     )
 

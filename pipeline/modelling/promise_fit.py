@@ -17,33 +17,17 @@ Steps, at training (`fit_promise`):
 4. On the held-out rows (the fit never saw them), score = residual / sigma(x) (a row floored
    at zero hours is within any promise: -inf), and keep the scores' conformal quantile,
    ceil((n + 1) p) / n, at each probability of a grid from 0.50 to 0.99.
-5. Measure coverage honestly (`held_out_within`): calibrate on half the held-out rows,
-   count the other half within their promises, and the other way round.
 
-Week after week (`served_within`, `promise_comparison`): the live model's published promise
-judged on this week's held-out rows, beside the new model's; `calibration_of` summarises
-either for the review report (coverage against probability, and by quintile of the queue).
-
-Serving is artifact/promise.py (numpy only); the artifact carries the parameters as one dict
-of plain numpy arrays and floats.
+How promises are judged (coverage on rows that did not calibrate them, week after week) is
+promise_check.py; serving is artifact/promise.py (numpy only).
 """
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, List, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
 
-from pipeline.artifact.promise import (
-    CHECKED_PROBABILITY,
-    PROBABILITIES,
-    PROMISE_METHOD,
-    QUINTILES,
-    Calibration,
-    Coverage,
-    Promises,
-    conformal_quantiles,
-)
+from pipeline.artifact.promise import PROBABILITIES, PromiseParams, Promises
 from pipeline.codes.numbering import row_positions
-from pipeline.artifact.model import ProductLinearModel
 from pipeline.codes.product_codes import ProductCodes
 from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 
@@ -60,8 +44,8 @@ def fit_promise(
     served_codes: Codes,
     train: pd.DataFrame,
     calibration: pd.DataFrame,
-) -> Dict[str, Any]:
-    """Return the promise parameters for the served products (plain numpy arrays and floats).
+) -> PromiseParams:
+    """Return the promise parameters for the served products.
 
     `estimator` is the fitted PooledLinearRegressor; `served_codes` the served model's
     products in order (some may be carried forward from the live model: with no rows this
@@ -73,7 +57,7 @@ def fit_promise(
 
 
 def promise_shape(estimator: Any, served_codes: Codes, train: pd.DataFrame
-                  ) -> Dict[str, Any]:
+                  ) -> PromiseParams:
     """Return the promise parameters but the score quantiles: steps 1 to 3, on training rows."""
     served_codes = ProductCodes.of(served_codes)
     k = len(estimator.product_codes_)
@@ -109,26 +93,19 @@ def promise_shape(estimator: Any, served_codes: Codes, train: pd.DataFrame
     line_cov[known] = np.asarray(estimator.posterior_cov_)[served_at[known]]
     noise_ratio = np.ones(len(served_codes), dtype=np.float32)
     noise_ratio[known] = np.sqrt(ratio2[served_at[known]])
-    return {
-        "method": PROMISE_METHOD,
-        "x_centre": float(estimator.x_centre_),
-        "x_scale": float(estimator.x_scale_),
-        "scale_intercept": float(scale[0]),
-        "scale_slope": float(scale[1]),
-        "scale_floor": float(scale[2]),
-        "line_cov": line_cov,
-        "noise_ratio": noise_ratio,
-        "probabilities": PROBABILITIES.astype(float),
-        "score_quantiles": np.zeros(len(PROBABILITIES)),
-        "calibration_rows": 0,
-    }
+    return PromiseParams(
+        x_centre=float(estimator.x_centre_), x_scale=float(estimator.x_scale_),
+        scale_intercept=float(scale[0]), scale_slope=float(scale[1]),
+        scale_floor=float(scale[2]), line_cov=line_cov, noise_ratio=noise_ratio,
+        probabilities=PROBABILITIES.astype(float), score_quantiles=np.zeros(len(PROBABILITIES)),
+    )
 
 
-def calibrate(shape: Dict[str, Any], estimator: Any, served_codes: Codes,
-              calibration: pd.DataFrame) -> Dict[str, Any]:
+def calibrate(shape: PromiseParams, estimator: Any, served_codes: Codes,
+              calibration: pd.DataFrame) -> PromiseParams:
     """Return `shape` with the conformal score quantiles of the calibration rows (step 4)."""
     served_codes = ProductCodes.of(served_codes)
-    promises = Promises(shape, len(served_codes))
+    promises = Promises(shape)
     c_idx = row_positions(served_codes, calibration[PRODUCT])
     keep = c_idx >= 0
     c_rows = calibration[keep]
@@ -137,153 +114,7 @@ def calibrate(shape: Dict[str, Any], estimator: Any, served_codes: Codes,
     c_y = c_rows[HOURS].to_numpy(dtype=float)
     scores = (c_y - estimator.predict_line(c_rows)) / promises.sigma(c_idx, c_x)
     scores[c_y <= 0] = -np.inf  # a promise is never negative: a zero is always within it
-    return {**shape, "score_quantiles": conformal_quantiles(scores, PROBABILITIES),
-            "calibration_rows": int(len(scores))}
-
-
-class HeldOut(NamedTuple):
-    """Which held-out rows were dispatched within their promise, at each probability."""
-
-    probabilities: Tuple[float, ...]
-    known: np.ndarray  # per held-out row: its product has a promise
-    within: np.ndarray  # (probabilities, rows): within its promise (False where not known)
-
-    def coverages(self) -> List[Coverage]:
-        """Return the share of the known rows within their promise, at each probability."""
-        rows = int(self.known.sum())
-        return [
-            Coverage(p, float(self.within[i, self.known].mean()) if rows else float("nan"), rows)
-            for i, p in enumerate(self.probabilities)
-        ]
-
-
-def held_out_within(
-    shape: Dict[str, Any],
-    estimator: Any,
-    served_codes: Codes,
-    test: pd.DataFrame,
-    probabilities: Sequence[float] = (CHECKED_PROBABILITY,),
-) -> HeldOut:
-    """Return which held-out rows were within a promise that they did not calibrate.
-
-    Two folds (cross-conformal): calibrate on alternate held-out rows, check the others
-    against their promise, and the other way round. The promise served is calibrated on all
-    of them; each half's is calibrated on half as many rows, so this errs, if at all, toward
-    reporting worse coverage than served.
-    """
-    served_codes = ProductCodes.of(served_codes)
-    halves = calibration_split(test)
-    even = np.arange(len(test)) % 2 == 0
-    places = [np.flatnonzero(even), np.flatnonzero(~even)]  # each half's rows in `test`
-    known = np.zeros(len(test), dtype=bool)
-    within = np.zeros((len(probabilities), len(test)), dtype=bool)
-    for calibrating, checking, at in ((halves[0], halves[1], places[1]),
-                                      (halves[1], halves[0], places[0])):
-        promises = Promises(calibrate(shape, estimator, served_codes, calibrating),
-                            len(served_codes))
-        idx = row_positions(served_codes, checking[PRODUCT])
-        checked = checking[idx >= 0]
-        at = at[idx >= 0]
-        idx = idx[idx >= 0]
-        x = checked[ORDERS].to_numpy(dtype=float)
-        hours = checked[HOURS].to_numpy(dtype=float)
-        line = estimator.predict_line(checked)
-        known[at] = True
-        _check_within(promises, idx, line, x, hours, probabilities, within, at)
-    return HeldOut(tuple(float(p) for p in probabilities), known, within)
-
-
-def held_out_coverage(
-    shape: Dict[str, Any],
-    estimator: Any,
-    served_codes: Codes,
-    test: pd.DataFrame,
-    probabilities: Sequence[float] = (CHECKED_PROBABILITY,),
-) -> List[Coverage]:
-    """Return the coverage of promises on held-out rows that did not calibrate them (two
-    folds, as `held_out_within`)."""
-    return held_out_within(shape, estimator, served_codes, test, probabilities).coverages()
-
-
-def served_within(
-    model: ProductLinearModel,
-    promise: Dict[str, Any],
-    rows: pd.DataFrame,
-    probabilities: Sequence[float] = (CHECKED_PROBABILITY,),
-) -> HeldOut:
-    """Return which rows were within the promise the service answers with `model` and its
-    artifact's `promise`: how a published model's promises held on rows it never saw."""
-    idx = row_positions(model.product_codes, rows[PRODUCT])
-    known = idx >= 0
-    idx = idx[known]
-    x = rows[ORDERS].to_numpy(dtype=float)[known]
-    hours = rows[HOURS].to_numpy(dtype=float)[known]
-    # The service's line, unfloored: a promise starts from it (service/estimate_endpoints.py).
-    line = np.asarray(model.intercepts, dtype=float)[idx] + \
-        np.asarray(model.slopes, dtype=float)[idx] * x
-    promises = Promises(promise, len(model.product_codes))
-    within = np.zeros((len(probabilities), len(rows)), dtype=bool)
-    _check_within(promises, idx, line, x, hours, probabilities, within, np.flatnonzero(known))
-    return HeldOut(tuple(float(p) for p in probabilities), known, within)
-
-
-def _check_within(promises: Promises, idx: np.ndarray, line: np.ndarray, x: np.ndarray,
-                  hours: np.ndarray, probabilities: Sequence[float], within: np.ndarray,
-                  at: np.ndarray) -> None:
-    """Set within[i, at] to whether each order's hours are within its promise at the i-th
-    probability: `Promises.hours`' floats, the spread computed once for every probability."""
-    sigma = promises.sigma(np.asarray(idx, dtype=np.intp), x)
-    for i, p in enumerate(probabilities):
-        within[i, at] = hours <= np.maximum(line + sigma * promises.score_quantile(p), 0.0)
-
-
-def promise_comparison(
-    new: HeldOut, live_model: ProductLinearModel, test: pd.DataFrame, live: Optional[HeldOut]
-) -> Dict[str, Optional[float]]:
-    """Return the share of this week's held-out orders within each model's promise at
-    CHECKED_PROBABILITY, on the rows both models answer (the champion comparison's rows).
-
-    The live model's promise was calibrated on last week: this is how it held on the week
-    that followed. None for a live model trained before promises.
-    """
-    both = new.known & (row_positions(live_model.product_codes, test[PRODUCT]) >= 0)
-
-    def share(held: Optional[HeldOut]) -> Optional[float]:
-        if held is None or not both.any():
-            return None
-        return float(held.within[held.probabilities.index(CHECKED_PROBABILITY), both].mean())
-
-    return {"live_promise_coverage": share(live), "new_promise_coverage": share(new)}
-
-
-def orders_quintiles(rows: pd.DataFrame) -> Tuple[np.ndarray, List[str]]:
-    """Return each row's quintile of orders placed (0 to 4, equal-sized by rank, ties in file
-    order) and each quintile's orders placed as "low-high"."""
-    x = rows[ORDERS].to_numpy(dtype=float)
-    if not len(x):
-        return np.zeros(0, dtype=np.intp), []
-    order = np.argsort(x, kind="stable")
-    quintile = np.empty(len(x), dtype=np.intp)
-    quintile[order] = np.arange(len(x)) * QUINTILES // len(x)
-    labels = []
-    for q in range(QUINTILES):  # five groups, not products
-        seen = x[quintile == q]
-        labels.append(f"{seen.min():g}-{seen.max():g}" if len(seen) else "-")
-    return quintile, labels
-
-
-def calibration_of(model: str, version: str, held: HeldOut, quintile: np.ndarray,
-                   labels: List[str]) -> Calibration:
-    """Summarise `held` for the review report: coverage at each probability, and at
-    CHECKED_PROBABILITY by quintile of orders placed (`orders_quintiles` of the same rows)."""
-    rows = int(held.known.sum())
-    coverage = [c.coverage for c in held.coverages()]
-    at = held.within[held.probabilities.index(CHECKED_PROBABILITY)]
-    counts = np.bincount(quintile[held.known], minlength=QUINTILES)
-    hits = np.bincount(quintile[held.known], weights=at[held.known], minlength=QUINTILES)
-    by_quintile = np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)
-    return Calibration(model, version, rows, list(held.probabilities), coverage, labels,
-                       [float(v) for v in by_quintile])
+    return shape.calibrated(conformal_quantiles(scores, PROBABILITIES), len(scores))
 
 
 def _fit_scale(x: np.ndarray, residual: np.ndarray) -> np.ndarray:
@@ -345,6 +176,23 @@ def _shrunk_ratios(n: np.ndarray, total: np.ndarray, square_sums: np.ndarray) ->
     weight = np.where(n >= RATIO_MIN_ROWS, between / (between + kappa / np.maximum(n, 1)), 0.0)
     ratio2: np.ndarray = np.clip(1.0 + weight * (relative - 1.0), 0.05, None)
     return ratio2
+
+
+def conformal_quantiles(scores: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Return the split-conformal quantile of the scores at each probability.
+
+    The ceil((n + 1) p)-th smallest of n scores: a new exchangeable score falls at or below
+    it with probability at least p. Beyond the largest score, the largest (a promise must be
+    a number of hours).
+    """
+    ordered = np.sort(scores)
+    n = len(ordered)
+    if not n:
+        raise ValueError("no calibration rows: the tranche is too small for a promise")
+    rank = np.minimum(np.ceil((n + 1) * np.asarray(probabilities) - 1e-9).astype(int), n)
+    quantiles: np.ndarray = ordered[rank - 1]
+    # All-zero calibration rows leave -inf: any promise holds, so the line itself.
+    return np.where(np.isfinite(quantiles), quantiles, 0.0)
 
 
 def calibration_split(test: pd.DataFrame) -> List[pd.DataFrame]:

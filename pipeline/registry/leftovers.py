@@ -10,7 +10,7 @@ import time
 from typing import List, Optional
 
 from pipeline.logs import configure_logger
-from pipeline.registry.models import MODEL_STEM, MODELS_PREFIX
+from pipeline.registry.published import MODEL_STEM, MODELS_PREFIX
 from pipeline.settings import Settings
 from pipeline.registry.store import Store, StoredObject, StoreError
 from pipeline.data.tranche import DATASETS_PREFIX

@@ -8,6 +8,9 @@ from pipeline.artifact.model import MAX_ORDERS_PLACED
 from pipeline.artifact.promise import MAX_PROBABILITY, MIN_PROBABILITY
 from pipeline.data.tranche import MAX_PRODUCT_CODE_LENGTH
 
+API_PATH = "/api/v0.1/time_to_dispatch"
+BATCH_PATH = "/api/v0.1/time_to_dispatch/batch"
+MODEL_PATH = "/api/v0.1/model"
 MAX_BATCH_ORDERS = 10_000  # a basket page of a large catalogue, in one request
 
 # Trimmed, as training trims the codes in a tranche: " SKU001 " is SKU001.

@@ -15,7 +15,7 @@ import pandas as pd
 import scipy
 import sklearn
 
-from pipeline.registry.models import (
+from pipeline.registry.published import (
     ModelVerificationError,
     published_versions,
     read_metadata,

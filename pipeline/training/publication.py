@@ -14,10 +14,10 @@ from pipeline.modelling.catalogue import MAX_DROPPED_WEEKS, Catalogue
 from pipeline.modelling.evaluation import served_estimates
 from pipeline.logs import configure_logger
 from pipeline.artifact.model import ARTIFACT_FORMAT
-from pipeline.artifact.promise import Calibration
-from pipeline.modelling.promise_fit import calibration_of, orders_quintiles
+from pipeline.modelling.evaluation import Comparison
+from pipeline.modelling.promise_check import Calibration, calibration_of, orders_quintiles
 from pipeline.registry.metadata import ModelMetadata
-from pipeline.registry.models import (
+from pipeline.registry.published import (
     ModelVerificationError,
     artifact_key,
     check_servable,
@@ -53,7 +53,7 @@ class Publication(NamedTuple):
     prepared: Prepared
     fitted: Fitted
     catalogue: Catalogue
-    comparison: Optional[Dict[str, Any]]
+    comparison: Optional[Comparison]
     calibrated: Calibrated
     run: RunSettings
     fingerprint: str
@@ -91,7 +91,7 @@ def build_metadata(version: str, artifact: bytes, made: Publication) -> ModelMet
             "max_mae_regression": made.run.max_mae_regression,
             "forced": made.run.force,
         },
-        comparison=made.comparison,
+        comparison=made.comparison.section() if made.comparison else None,
         run_fingerprint=made.fingerprint,
         report_key=report_key(version),
         catalogue={
@@ -130,8 +130,8 @@ def publish(store: Store, made: Publication, signing_key: Optional[bytes]) -> st
     except ModelVerificationError as exc:
         raise TrainingRefused(f"{exc}; nothing was published") from exc
     review = review_report(
-        store, metadata, made.fitted.split.test, made.catalogue.model, made.prepared.warnings,
-        report_calibrations(version, made),
+        store, metadata, made.comparison, made.fitted.split.test, made.catalogue.model,
+        made.prepared.warnings, report_calibrations(version, made),
     )
     store.put_new(report_key(version), review.encode("utf-8"))
     metadata_location = write_model(store, version, artifact, metadata_json)  # as checked
@@ -146,7 +146,7 @@ def report_calibrations(version: str, made: Publication) -> List[Calibration]:
     calibrations = [calibration_of("this model", version, made.calibrated.held, quintile,
                                    labels)]
     if made.calibrated.live is not None:
-        live_version = str((made.comparison or {}).get("live_version", "?"))
+        live_version = made.comparison.live_version if made.comparison else "?"
         calibrations.append(calibration_of("live model", live_version, made.calibrated.live,
                                            quintile, labels))
     return calibrations
@@ -155,6 +155,7 @@ def report_calibrations(version: str, made: Publication) -> List[Calibration]:
 def review_report(
     store: Store,
     metadata: ModelMetadata,
+    comparison: Optional[Comparison],
     test: pd.DataFrame,
     model: Any,
     warnings: List[str],
@@ -177,7 +178,7 @@ def review_report(
             created_at=metadata.created_at,
             tranche=metadata.dataset_section().location or "",
             metrics=metadata.metrics,
-            comparison=metadata.extra("comparison"),
+            comparison=comparison,
             forced=metadata.thresholds_section().forced,
             held_out=held_out,
             drift=metadata.extra("drift") or [],

@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pipeline.artifact.promise import CHECKED_PROBABILITY, Calibration
+from pipeline.artifact.promise import CHECKED_PROBABILITY
+from pipeline.modelling.evaluation import Comparison
+from pipeline.modelling.promise_check import Calibration
 from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 from pipeline.codes.numbering import factorize_products
 
@@ -37,7 +39,7 @@ class ReportInputs(NamedTuple):
     created_at: str
     tranche: str
     metrics: Dict[str, Any]
-    comparison: Optional[Dict[str, Any]]
+    comparison: Optional[Comparison]
     forced: bool
     held_out: pd.DataFrame  # product_code, orders_placed, hours_to_dispatch, estimate
     drift: List[Dict[str, Any]]
@@ -197,15 +199,15 @@ def _table(rows: List[List[Any]], header: List[str], table_id: str) -> str:
 
 def render(inputs: ReportInputs) -> str:
     """Return the report as one HTML document."""
-    c = inputs.comparison or {}
+    c = inputs.comparison or Comparison("none")
     headline = _table(
         [
             ["this model", inputs.version, inputs.metrics.get("mae"), inputs.metrics.get("r2"),
              inputs.metrics.get("promise_coverage"), inputs.metrics.get("test_rows")],
-            ["live model, same rows", c.get("live_version", "none"), c.get("live_mae"),
-             c.get("live_r2"), c.get("live_promise_coverage"), c.get("rows")],
-            ["this model, same rows", inputs.version, c.get("new_mae"), c.get("new_r2"),
-             c.get("new_promise_coverage"), c.get("rows")],
+            ["live model, same rows", c.live_version, c.live_mae, c.live_r2,
+             c.live_promise_coverage, c.rows if inputs.comparison else None],
+            ["this model, same rows", inputs.version, c.new_mae, c.new_r2,
+             c.new_promise_coverage, c.rows if inputs.comparison else None],
         ],
         ["", "version", "MAE (h)", "R²", f"within promise at {CHECKED_PROBABILITY:g}",
          "held-out rows"],

@@ -4,6 +4,7 @@ Every refusal is a TrainingRefused whose message names the problem and ends "not
 published": the stage exits 1 and the model being served stays.
 """
 import time
+from dataclasses import replace
 from typing import Any, Dict, List, NamedTuple, Optional
 
 import pandas as pd
@@ -13,6 +14,7 @@ from pipeline.data import drift
 from pipeline.modelling.catalogue import Catalogue, carry_forward
 from pipeline.modelling.estimator import PooledLinearRegressor
 from pipeline.modelling.evaluation import (
+    Comparison,
     Split,
     TaskMetrics,
     check_model_logic,
@@ -26,21 +28,18 @@ from pipeline.logs import configure_logger
 from pipeline.artifact.model import ProductLinearModel
 from pipeline.modelling.outliers import screen_outliers
 from pipeline.modelling.pooling import MIN_ROWS_ALONE
-from pipeline.artifact.promise import (
-    CHECKED_PROBABILITY,
+from pipeline.artifact.promise import CHECKED_PROBABILITY, PromiseParams
+from pipeline.modelling.promise_check import (
     REPORT_PROBABILITIES,
     Coverage,
-    coverage_warning,
-)
-from pipeline.modelling.promise_fit import (
     HeldOut,
-    calibrate,
+    coverage_warning,
     held_out_within,
     promise_comparison,
-    promise_shape,
     served_within,
 )
-from pipeline.registry.models import LoadedModel, sha256
+from pipeline.modelling.promise_fit import calibrate, promise_shape
+from pipeline.registry.published import LoadedModel, sha256
 from pipeline.registry.store import S3Store, Store
 from pipeline.data.tranche import (
     DATASETS_PREFIX,
@@ -96,7 +95,7 @@ class Fitted(NamedTuple):
 
 
 class Calibrated(NamedTuple):
-    promise: Dict[str, Any]  # the artifact's "promise": plain arrays and floats
+    promise: PromiseParams
     coverage: Coverage  # on held-out rows that did not calibrate it
     held: HeldOut  # which held-out rows were within it, at each of REPORT_PROBABILITIES
     live: Optional[HeldOut]  # the same for the live model's published promise (None: none)
@@ -234,23 +233,22 @@ def pooled(fitted: Fitted) -> int:
 def judge_against_live(
     model: ProductLinearModel, live: Optional[LoadedModel], test: pd.DataFrame,
     run: RunSettings,
-) -> Optional[Dict[str, Any]]:
+) -> Optional[Comparison]:
     """Score the live model beside the new one on the same held-out rows; refuse a new model
     worse beyond tolerance (unless forced)."""
     if live is None:
         log.info("No live model: nothing to compare the new model with")
         return None
     comparison = compare_with_live(model, live.model, live.metadata.model_version, test)
-    if not comparison["rows"]:
-        log.warning(
-            f"live model {comparison['live_version']} knows none of the held-out products: "
-            "no comparison"
-        )
-        return comparison
+    c = comparison
+    if not c.rows:
+        log.warning(f"live model {c.live_version} knows none of the held-out products: "
+                    "no comparison")
+        return c
     log.info(
-        f"Champion {comparison['live_version']} on this week's {comparison['rows']} held-out "
-        f"rows: MAE={comparison['live_mae']:.4f}, R²={comparison['live_r2']:.4f}; "
-        f"challenger: MAE={comparison['new_mae']:.4f}, R²={comparison['new_r2']:.4f}"
+        f"Champion {c.live_version} on this week's {c.rows} held-out rows: "
+        f"MAE={c.live_mae:.4f}, R²={c.live_r2:.4f}; "
+        f"challenger: MAE={c.new_mae:.4f}, R²={c.new_r2:.4f}"
     )
     regression = mae_regression(comparison, run.max_mae_regression)
     if regression and not run.force:
@@ -272,7 +270,7 @@ def calibrate_promises(
     held = held_out_within(shape, estimator, codes, split.test, REPORT_PROBABILITIES)
     coverage = held.coverages()[REPORT_PROBABILITIES.index(CHECKED_PROBABILITY)]
     log.info(
-        f"Promises calibrated on {promise['calibration_rows']} held-out rows; at "
+        f"Promises calibrated on {promise.calibration_rows} held-out rows; at "
         f"{CHECKED_PROBABILITY:g}, {coverage.coverage:.1%} of {coverage.rows} "
         "held-out orders were within theirs (each half under the other half's calibration)"
     )
@@ -287,24 +285,22 @@ def calibrate_promises(
 
 
 def judge_promises(
-    comparison: Optional[Dict[str, Any]], calibrated: Calibrated, live: Optional[LoadedModel],
+    comparison: Optional[Comparison], calibrated: Calibrated, live: Optional[LoadedModel],
     test: pd.DataFrame,
-) -> Optional[Dict[str, Any]]:
+) -> Optional[Comparison]:
     """Add both models' promise coverage at 0.9 on the comparison's rows: the live model's is
     how last week's promises held on this week (None: it has none). Never refuses."""
-    if live is None or not comparison or not comparison["rows"]:
+    if live is None or comparison is None or not comparison.rows:
         return comparison
-    judged = {**comparison,
-              **promise_comparison(calibrated.held, live.model, test, calibrated.live)}
-    held_live, held_new = judged["live_promise_coverage"], judged["new_promise_coverage"]
+    held_live, held_new = promise_comparison(calibrated.held, live.model, test, calibrated.live)
     shown = "no promises (trained before them)" if held_live is None else f"{held_live:.1%}"
     log.info(
-        f"Promises at {CHECKED_PROBABILITY:g} on the same {judged['rows']} held-out rows: "
-        f"champion {judged['live_version']}'s held for {shown}; the challenger's for "
+        f"Promises at {CHECKED_PROBABILITY:g} on the same {comparison.rows} held-out rows: "
+        f"champion {comparison.live_version}'s held for {shown}; the challenger's for "
         + (f"{held_new:.1%}" if held_new is not None else "none")
         + " (each half under the other's calibration)"
     )
-    return judged
+    return replace(comparison, live_promise_coverage=held_live, new_promise_coverage=held_new)
 
 
 def _describe_outliers(outliers: Any) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 
 from pipeline.generate_dataset import generate_tranche
-from pipeline.registry.models import metadata_key, published_versions
+from pipeline.registry.published import metadata_key, published_versions
 from pipeline.registry.store import LocalStore
 from pipeline.data.tranche import PRODUCT
 from tests.conftest import put_tranche

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from pipeline import generate_dataset, train_model
-from pipeline.registry.models import metadata_key, new_model_version
+from pipeline.registry.published import metadata_key, new_model_version
 from pipeline.registry.store import LocalStore, Store, open_store
 from tests.processes import REPO, free_port, stage_env, start_service, stop_service
 

@@ -10,8 +10,8 @@ from matplotlib.image import imread
 
 from pipeline import train_model
 from pipeline.generate_dataset import generate_tranche
-from pipeline.artifact.promise import REPORT_PROBABILITIES
-from pipeline.registry.models import report_key
+from pipeline.modelling.promise_check import REPORT_PROBABILITIES
+from pipeline.registry.published import report_key
 from pipeline.registry.store import LocalStore
 from pipeline.training.report import CALIBRATION_TITLE, QUINTILE_TITLE
 from tests.chromium import run_chromium

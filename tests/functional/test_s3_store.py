@@ -10,7 +10,12 @@ import httpx
 import pytest
 
 from pipeline import generate_dataset, train_model
-from pipeline.registry.models import artifact_key, load_model, load_newest_model, published_versions
+from pipeline.registry.published import (
+    artifact_key,
+    load_model,
+    load_newest_model,
+    published_versions,
+)
 from pipeline.registry.store import KeyExistsError, S3Store, open_store
 from pipeline.data.tranche import tranche_key
 from tests.processes import (

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import httpx
 
-from pipeline.registry.models import load_model, published_versions
+from pipeline.registry.published import load_model, published_versions
 from pipeline.registry.store import LocalStore
 from tests.processes import (
     REPO,

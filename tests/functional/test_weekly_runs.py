@@ -7,7 +7,7 @@ from typing import Dict, List, NamedTuple
 import pytest
 
 from pipeline import generate_dataset
-from pipeline.registry.models import metadata_key, published_versions
+from pipeline.registry.published import metadata_key, published_versions
 from pipeline.registry.store import Store, open_store
 from tests.processes import run_stage, stage_env
 

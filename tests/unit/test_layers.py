@@ -49,7 +49,7 @@ def test_imports_only_go_down_the_layers() -> None:
 
 def test_the_service_loads_a_model_without_training_code_or_its_libraries() -> None:
     code = (
-        "import sys, pipeline.serve_model, pipeline.registry.models; "
+        "import sys, pipeline.serve_model, pipeline.registry.published; "
         "print(sorted(m for m in ('sklearn', 'scipy', 'matplotlib', 'pandas', 'pandera', "
         "'pyarrow', 'pipeline.modelling', 'pipeline.training') if m in sys.modules))"
     )

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from pipeline import serve_model, train_model
 from pipeline.generate_dataset import generate_tranche
 from pipeline.registry.metadata import ModelMetadata
-from pipeline.registry.models import (
+from pipeline.registry.published import (
     ModelVerificationError,
     artifact_key,
     load_model,

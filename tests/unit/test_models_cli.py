@@ -6,7 +6,7 @@ import pytest
 
 from pipeline import models, train_model
 from pipeline.generate_dataset import generate_tranche
-from pipeline.registry.models import ModelVerificationError, artifact_key
+from pipeline.registry.published import ModelVerificationError, artifact_key
 from pipeline.registry.store import LocalStore
 from tests.conftest import put_tranche
 

@@ -9,7 +9,7 @@ import pytest
 from pipeline import generate_dataset, train_model
 from pipeline.modelling.evaluation import split_by_product
 from pipeline.generate_dataset import best_estimate, generate_tranche
-from pipeline.registry.models import LoadedModel, load_newest_model
+from pipeline.registry.published import LoadedModel, load_newest_model
 from pipeline.registry.store import LocalStore
 from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 

@@ -4,7 +4,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipeline import train_model
-from pipeline.registry.models import load_newest_model
+from pipeline.registry.published import load_newest_model
 from pipeline.service.app import API_PATH, create_app
 from pipeline.registry.store import LocalStore
 

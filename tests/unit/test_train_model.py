@@ -6,7 +6,7 @@ import pytest
 
 from pipeline import train_model
 from pipeline.generate_dataset import generate_tranche
-from pipeline.registry.models import load_newest_model, metadata_key
+from pipeline.registry.published import load_newest_model, metadata_key
 from pipeline.registry.store import LocalStore
 from pipeline.data.tranche import HOURS, PRODUCT
 from tests.conftest import put_tranche

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from pipeline import generate_dataset, train_model
 from pipeline.modelling.estimator import PooledLinearRegressor
 from pipeline.modelling.evaluation import split_by_product
-from pipeline.registry.models import LoadedModel, load_newest_model, published_versions
+from pipeline.registry.published import LoadedModel, load_newest_model, published_versions
 from pipeline.service.app import API_PATH, BATCH_PATH, create_app
 from pipeline.registry.store import LocalStore
 from pipeline.data.tranche import HOURS, ORDERS, PRODUCT

@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.artifact.model import ProductLinearModel
 from pipeline.codes.product_codes import ProductCodes
-from pipeline.registry.models import serialise_model
+from pipeline.registry.published import serialise_model
 
 
 def test_estimates_are_never_negative_and_unknown_products_raise() -> None:

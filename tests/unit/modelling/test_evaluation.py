@@ -95,10 +95,11 @@ def test_live_and_new_models_are_scored_on_the_same_rows_and_a_worse_one_is_name
     worse = ProductLinearModel(good.product_codes, good.intercepts,
                                tuple(s * 1.3 for s in good.slopes))
     comparison = compare_with_live(worse, good, "v1", split.test)
-    assert comparison["rows"] == len(split.test)
-    assert comparison["new_mae"] > comparison["live_mae"] * 1.05
+    assert comparison.rows == len(split.test)
+    assert comparison.new_mae is not None and comparison.live_mae is not None
+    assert comparison.new_mae > comparison.live_mae * 1.05
     reason = mae_regression(comparison, 0.05)
-    assert reason is not None and "v1" in reason and f"{comparison['new_mae']:.4f}" in reason
+    assert reason is not None and "v1" in reason and f"{comparison.new_mae:.4f}" in reason
     assert mae_regression(compare_with_live(good, worse, "v1", split.test), 0.05) is None
 
 
@@ -106,9 +107,9 @@ def test_the_comparison_uses_only_rows_both_models_can_answer() -> None:
     test = pd.DataFrame({HOURS: [1.0, 2.0, 3.0], ORDERS: [1, 2, 3], PRODUCT: ["A", "B", "C"]})
     new = ProductLinearModel(("A", "B"), (0.0, 0.0), (1.0, 1.0))
     live = ProductLinearModel(("B", "C"), (0.0, 0.0), (1.0, 1.0))
-    assert compare_with_live(new, live, "v0", test)["rows"] == 1
-    assert compare_with_live(new, ProductLinearModel(("Z",), (0.0,), (1.0,)), "v0", test) == {
-        "live_version": "v0", "rows": 0}
+    assert compare_with_live(new, live, "v0", test).rows == 1
+    none = compare_with_live(new, ProductLinearModel(("Z",), (0.0,), (1.0,)), "v0", test)
+    assert none.section() == {"live_version": "v0", "rows": 0}
 
 
 def test_the_vectorised_estimates_equal_what_the_service_answers() -> None:

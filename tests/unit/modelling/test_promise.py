@@ -13,26 +13,25 @@ from pipeline.modelling.evaluation import Split, split_by_product
 from pipeline.generate_dataset import generate_tranche
 from pipeline.artifact.promise import (
     PROBABILITIES,
-    REPORT_PROBABILITIES,
-    Coverage,
+    PromiseParams,
     Promises,
     check_promise_params,
-    conformal_quantiles,
-    coverage_warning,
 )
-from pipeline.modelling.promise_fit import (
+from pipeline.modelling.promise_check import (
+    REPORT_PROBABILITIES,
+    Coverage,
     calibration_of,
-    fit_promise,
+    coverage_warning,
     held_out_coverage,
     held_out_within,
     orders_quintiles,
     promise_comparison,
-    promise_shape,
     served_within,
 )
+from pipeline.modelling.promise_fit import conformal_quantiles, fit_promise, promise_shape
 from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 from pipeline.artifact.model import ProductLinearModel
-from pipeline.registry.models import serialise_model
+from pipeline.registry.published import serialise_model
 
 Fitted = Tuple[PooledLinearRegressor, Promises, Split]
 
@@ -43,14 +42,16 @@ def fitted(rows: int, skus: int, seed: int, noise: str = "normal", zipf: float =
     tranche = generate_tranche(rows, skus, seed, zipf or None, noise=noise)
     split = split_by_product(tranche.data)
     model = PooledLinearRegressor().fit(split.train[[PRODUCT, ORDERS]], split.train[HOURS])
-    codes = [str(c) for c in model.product_codes_]
-    return model, Promises(fit_promise(model, codes, split.train, split.test), len(codes)), split
+    codes = model.product_codes_.tolist()
+    return model, Promises(fit_promise(model, codes, split.train, split.test)), split
 
 
 def promised(model: PooledLinearRegressor, promises: Promises, rows: pd.DataFrame, p: float
              ) -> np.ndarray:
     x = rows[ORDERS].to_numpy(dtype=float)
-    return promises.hours(model.product_index(rows[PRODUCT]), model.predict_line(rows), x, p)
+    hours: np.ndarray = promises.hours(model.product_index(rows[PRODUCT]),
+                                       model.predict_line(rows), x, p)
+    return hours
 
 
 def quintile_coverage(rows: pd.DataFrame, promise: np.ndarray) -> np.ndarray:
@@ -121,7 +122,8 @@ def test_the_scalar_and_the_array_paths_give_the_same_floats() -> None:
     line = model.predict_line(check)
     for p in (0.5, 0.9, 0.905, 0.99):
         many = promises.hours(idx, line, x, p)
-        one = [promises.hours_one(int(i), float(v), float(o), p) for i, v, o in zip(idx, line, x)]
+        one = [float(promises.hours(int(i), float(v), float(o), p))
+               for i, v, o in zip(idx, line, x)]
         assert many.tolist() == one
 
 
@@ -129,7 +131,7 @@ def test_real_shaped_tranches_are_rarely_warned_about_and_never_refused() -> Non
     found, warned = [], 0
     for seed in range(30):
         model, _, split = fitted(1000, 5, 100 + seed)
-        codes = [str(c) for c in model.product_codes_]
+        codes = model.product_codes_.tolist()
         shape = promise_shape(model, codes, split.train)
         (held_out,) = held_out_coverage(shape, model, codes, split.test)
         assert held_out.rows == len(split.test)
@@ -155,8 +157,7 @@ def test_conformal_quantile_is_the_ceil_n_plus_one_p_th_score() -> None:
 
 def test_promise_parameters_for_other_products_or_not_finite_are_refused() -> None:
     model, _, split = fitted(5_000, 20, 5)
-    codes = [str(c) for c in model.product_codes_]
-    params = fit_promise(model, codes, split.train, split.test)
+    params = fit_promise(model, model.product_codes_, split.train, split.test).to_artifact()
     check_promise_params(params, 20)
     with pytest.raises(ValueError, match="21 products"):
         check_promise_params(params, 21)
@@ -178,19 +179,19 @@ def test_last_weeks_promises_hold_on_the_week_that_followed_over_50_real_shaped_
     warned = 0
     for seed in range(50):
         live_fit, _, live_split = fitted(1000, 5, 200 + seed)
-        live_codes = [str(c) for c in live_fit.product_codes_]
+        live_codes = live_fit.product_codes_.tolist()
         live_promise = fit_promise(live_fit, live_codes, live_split.train, live_split.test)
         model, _, split = fitted(1000, 5, 300 + seed)
-        codes = [str(c) for c in model.product_codes_]
+        codes = model.product_codes_.tolist()
         new = held_out_within(promise_shape(model, codes, split.train), model, codes, split.test,
                               REPORT_PROBABILITIES)
         live = served_within(live_fit.served_model(), live_promise, split.test,
                              REPORT_PROBABILITIES)
-        comparison = promise_comparison(new, live_fit.served_model(), split.test, live)
-        live_found.append(comparison["live_promise_coverage"])
-        new_found.append(comparison["new_promise_coverage"])
+        held_live, held_new = promise_comparison(new, live_fit.served_model(), split.test, live)
+        live_found.append(held_live)
+        new_found.append(held_new)
         (at_checked,) = [c for c in new.coverages() if c.probability == 0.9]
-        assert at_checked.coverage == comparison["new_promise_coverage"]
+        assert at_checked.coverage == held_new
         warned += coverage_warning(at_checked) is not None
     assert None not in live_found + new_found
     assert np.mean(np.array(live_found, dtype=float)) == pytest.approx(0.9, abs=0.03)
@@ -200,7 +201,7 @@ def test_last_weeks_promises_hold_on_the_week_that_followed_over_50_real_shaped_
 
 def test_the_review_reports_calibration_summary_counts_each_quintile_of_the_queue() -> None:
     model, _, split = fitted(20_000, 10, 6, "growing")
-    codes = [str(c) for c in model.product_codes_]
+    codes = model.product_codes_.tolist()
     held = held_out_within(promise_shape(model, codes, split.train), model, codes, split.test,
                            REPORT_PROBABILITIES)
     quintile, labels = orders_quintiles(split.test)
@@ -229,6 +230,6 @@ def test_the_artifact_serves_the_calibrated_promises_in_about_40_bytes_a_product
     rows = split.test
     idx, line = model.product_index(rows[PRODUCT]), model.predict_line(rows)
     x = rows[ORDERS].to_numpy(dtype=float)
-    calibrated = Promises(params, products).hours(idx, line, x, 0.9)
-    assert np.array_equal(Promises(loaded["promise"], products).hours(idx, line, x, 0.9),
-                          calibrated)
+    calibrated = Promises(params).hours(idx, line, x, 0.9)
+    served_promise = PromiseParams.from_artifact(loaded["promise"], products)
+    assert np.array_equal(Promises(served_promise).hours(idx, line, x, 0.9), calibrated)

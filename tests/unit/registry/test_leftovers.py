@@ -5,7 +5,7 @@ import pytest
 
 from pipeline import train_model
 from pipeline.registry.leftovers import remove_leftovers
-from pipeline.registry.models import artifact_key, load_newest_model, metadata_key
+from pipeline.registry.published import artifact_key, load_newest_model, metadata_key
 from pipeline.registry.store import LocalStore
 
 HOUR = 3600.0

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from pipeline import models, train_model
 from pipeline.generate_dataset import generate_tranche
 from pipeline.artifact.model import LIST_FORMAT
-from pipeline.registry.models import load_model, load_newest_model, published_versions
+from pipeline.registry.published import load_model, load_newest_model, published_versions
 from pipeline.service.app import API_PATH, create_app
 from pipeline.registry.store import LocalStore
 from tests.conftest import put_tranche

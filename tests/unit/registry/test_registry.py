@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from pipeline import train_model
 from pipeline.artifact.model import ProductLinearModel
-from pipeline.registry.models import (
+from pipeline.registry.published import (
     ModelVerificationError,
     artifact_key,
     check_model_parameters,

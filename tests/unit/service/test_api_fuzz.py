@@ -20,9 +20,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from pipeline import train_model
-from pipeline.service.estimate_endpoints import served
+from pipeline.service.served import Served
 from pipeline.generate_dataset import generate_tranche
-from pipeline.registry.models import load_newest_model
+from pipeline.registry.published import load_newest_model
 from pipeline.service.app import API_PATH, BATCH_PATH, create_app
 from pipeline.registry.store import LocalStore
 from tests.conftest import put_tranche
@@ -42,7 +42,7 @@ def _app_serving_a_freshly_trained_model() -> FastAPI:
     app = create_app(lambda: loaded)
     # schemathesis calls the app without running its lifespan: set what it would.
     app.state.loaded = loaded
-    app.state.served = served(loaded.model, loaded.metadata.model_version)
+    app.state.served = Served(loaded)
     # Batches of up to 10,000 orders (and 10,001 for invalid ones) take older hypothesis
     # minutes per example to generate: the fuzzed schema allows 20, while the app keeps its
     # limit (tests/unit/test_batch_endpoint.py checks 10,000 and 10,001).

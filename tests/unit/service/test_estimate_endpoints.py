@@ -9,17 +9,13 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel, ValidationError
 
 from pipeline.service.api_schema import DispatchRequest
-from pipeline.service.estimate_endpoints import (
-    ORDER,
-    EstimateFastPath,
-    ServedLines,
-    round_hours,
-    served,
-)
+from pipeline.service.fast_path import ORDER, EstimateFastPath
+from pipeline.service.served import Served, round_hours
 from pipeline.service.http_guards import Message, Receive, Scope, Send
 from pipeline.service.metrics import ServiceMetrics
 from pipeline.artifact.model import ProductLinearModel
-from pipeline.registry.models import LoadedModel
+from pipeline.registry.metadata import ModelMetadata
+from pipeline.registry.published import LoadedModel
 from pipeline.service.app import API_PATH, BATCH_PATH, BODY_LIMITS, create_app
 
 
@@ -44,13 +40,15 @@ def test_batch_estimates_equal_the_single_estimate_for_random_lines_and_queues()
         tuple(rng.uniform(-5, 5) for _ in codes),
         tuple(rng.uniform(-1, 2) for _ in codes),
     )
-    lines = ServedLines(model)
+    served = Served(LoadedModel(model, ModelMetadata(
+        model_version="v", created_at="now", artifact_key="k", artifact_sha256="h",
+        artifact_format="f", metrics={}, dataset={})))
     picked = [rng.randrange(len(codes)) for _ in range(50_000)]
     orders = [rng.choice([rng.uniform(0, 400), rng.randint(0, 400), rng.uniform(0, 1e6)])
               for _ in picked]
-    many = lines.estimate_many(picked, np.asarray(orders, dtype=float)).tolist()
-    assert many == [lines.estimate_one(i, x) for i, x in zip(picked, orders)]
-    assert lines.positions([codes[i] for i in picked]).tolist() == picked
+    many = served.estimate(np.array(picked), np.asarray(orders, dtype=float)).tolist()
+    assert many == [served.estimate(i, x) for i, x in zip(picked, orders)]
+    assert served.positions([codes[i] for i in picked]).tolist() == picked
     assert all(np.copysign(1.0, h) == 1.0 for h in many)  # never -0.0
 
 
@@ -122,7 +120,7 @@ def fast_path_over(behind: Behind, loaded: LoadedModel) -> EstimateFastPath:
         pass
 
     state = State()
-    setattr(state, "served", served(loaded.model, loaded.metadata.model_version))
+    setattr(state, "served", Served(loaded))
     metrics = ServiceMetrics()
     metrics.set_model(loaded.metadata, True)
     return EstimateFastPath(behind, API_PATH, BATCH_PATH, BODY_LIMITS, state, metrics)

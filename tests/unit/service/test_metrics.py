@@ -13,7 +13,7 @@ from pipeline.service.metrics import ServiceMetrics, start_metrics_server
 from pipeline.artifact.model import CatalogueState, ProductLinearModel
 from pipeline.codes.product_codes import ProductCodes
 from pipeline.registry.metadata import ModelMetadata
-from pipeline.registry.models import LoadedModel, load_newest_model
+from pipeline.registry.published import LoadedModel, load_newest_model
 from pipeline.service.app import API_PATH, create_app
 from pipeline.registry.store import LocalStore
 from tests.scrape import Sample, parse_metrics, total, value

@@ -5,7 +5,7 @@ from typing import Any, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.registry.models import LoadedModel
+from pipeline.registry.published import LoadedModel
 from pipeline.service.app import API_PATH, BATCH_PATH, create_app
 
 

@@ -14,7 +14,7 @@ import io
 import json
 import secrets
 from datetime import datetime, timezone
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import List, NamedTuple, Optional
 
 import joblib
 import numpy as np
@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from pipeline.logs import configure_logger
 from pipeline.artifact.model import MAX_ORDERS_PLACED, CatalogueState, ProductLinearModel
 from pipeline.codes.product_codes import ProductCodes
-from pipeline.artifact.promise import check_promise_params
+from pipeline.artifact.promise import PromiseParams
 from pipeline.settings import Settings
 from pipeline.registry.metadata import ModelMetadata
 from pipeline.registry.store import ObjectTooLargeError, Store, StoreError
@@ -47,7 +47,7 @@ class ModelVerificationError(Exception):
 class LoadedModel(NamedTuple):
     model: ProductLinearModel
     metadata: ModelMetadata
-    promise: Optional[Dict[str, Any]] = None  # the artifact's "promise" (None: it has none)
+    promise: Optional[PromiseParams] = None  # None: trained before promises
 
 
 def new_model_version(now: Optional[datetime] = None) -> str:
@@ -68,16 +68,14 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def serialise_model(
-    model: ProductLinearModel, promise: Optional[Dict[str, Any]] = None
-) -> bytes:
-    """Serialise the artifact; `promise` (plain arrays and floats) under its own key.
+def serialise_model(model: ProductLinearModel, promise: Optional[PromiseParams] = None) -> bytes:
+    """Serialise the artifact; the promise's plain arrays and floats under a key of their own.
 
     Services that predate promises read the lines and ignore the key.
     """
     artifact = model.to_artifact()
     if promise is not None:
-        artifact["promise"] = promise
+        artifact["promise"] = promise.to_artifact()
     buffer = io.BytesIO()
     joblib.dump(artifact, buffer)
     return buffer.getvalue()
@@ -286,7 +284,7 @@ def verify_artifact(metadata: ModelMetadata, artifact: bytes, where: str) -> Loa
         model = ProductLinearModel.from_artifact(content)
         promise = content.get("promise")
         if promise is not None:
-            check_promise_params(promise, len(model.product_codes))
+            promise = PromiseParams.from_artifact(promise, len(model.product_codes))
     except Exception as exc:  # noqa: BLE001 - any unreadable artifact is a verification failure
         raise ModelVerificationError(f"{where}: cannot load: {exc}") from exc
     try:
