@@ -76,17 +76,43 @@ def sums_of(s: Sums, products: np.ndarray) -> Sums:
 
 
 class _Solved(NamedTuple):
-    """Per product: X'r about the prior mean, z = G^-1 cov X'r, and G = v I + cov A."""
+    """Per product, about the prior mean m with covariance C: A = X'X, X'r = X'y - A m,
+    M = (v C^-1 + A)^-1 = G^-1 C with G = v I + C A, z = M X'r, and det G.
 
-    xr0: np.ndarray
-    xr1: np.ndarray
-    z0: np.ndarray
-    z1: np.ndarray
-    g00: np.ndarray
-    g01: np.ndarray
-    g10: np.ndarray
-    g11: np.ndarray
-    det: np.ndarray
+    Stacked matrices are (2, 2, products) and vectors (2, products): each term is then one
+    contiguous array, and np.einsum multiplies them as fast as plain arithmetic.
+    """
+
+    gram: np.ndarray  # A
+    xr: np.ndarray
+    m: np.ndarray
+    z: np.ndarray
+    det: np.ndarray  # (products,)
+
+
+def _gram(s: Sums) -> np.ndarray:
+    """Each product's X'X, X = [1, u] over its rows."""
+    return np.array([[s.n, s.su], [s.su, s.suu]])
+
+
+def _times(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Stacked matrix products (either side may be one 2x2 matrix for all products)."""
+    product: np.ndarray = np.einsum("ij...,jl...->il...", a, b)
+    return product
+
+
+def _apply(a: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Stacked matrix-vector products."""
+    product: np.ndarray = np.einsum("ij...,j...->i...", a, x)
+    return product
+
+
+def _inverse(g: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Return the inverses and determinants of stacked 2x2 matrices (adjugate over
+    determinant, in plain arithmetic)."""
+    det = g[0, 0] * g[1, 1] - g[0, 1] * g[1, 0]
+    inverse: np.ndarray = np.array([[g[1, 1], -g[0, 1]], [-g[1, 0], g[0, 0]]]) / det
+    return inverse, det
 
 
 def _solve(s: Sums, mean: np.ndarray, cov: np.ndarray, noise_var: float) -> _Solved:
@@ -95,64 +121,38 @@ def _solve(s: Sums, mean: np.ndarray, cov: np.ndarray, noise_var: float) -> _Sol
     Written without inverting `cov`, so a nearly singular prior (all products alike in one
     direction, as real intercepts are) stays stable.
     """
-    m0, m1 = mean
-    taa, tab, tbb = cov[0, 0], cov[0, 1], cov[1, 1]
-    xr0 = s.sy - (s.n * m0 + s.su * m1)
-    xr1 = s.suy - (s.su * m0 + s.suu * m1)
-    g00 = noise_var + taa * s.n + tab * s.su
-    g01 = taa * s.su + tab * s.suu
-    g10 = tab * s.n + tbb * s.su
-    g11 = noise_var + tab * s.su + tbb * s.suu
-    det = g00 * g11 - g01 * g10
-    w0 = taa * xr0 + tab * xr1
-    w1 = tab * xr0 + tbb * xr1
-    return _Solved(xr0, xr1, (g11 * w0 - g01 * w1) / det, (-g10 * w0 + g00 * w1) / det,
-                   g00, g01, g10, g11, det)
+    gram = _gram(s)
+    xr = np.array([s.sy, s.suy]) - _apply(gram, mean)
+    g = _times(cov, gram)
+    g[0, 0] += noise_var
+    g[1, 1] += noise_var
+    g_inverse, det = _inverse(g)
+    m = _times(g_inverse, cov)
+    return _Solved(gram, xr, m, _apply(m, xr), det)
 
 
 def negative_log_marginal(s: Sums, prior: Prior) -> Tuple[float, np.ndarray, np.ndarray, float]:
     """Return -log p(y | prior) summed over products, lines integrated out, and its gradient
     with respect to the prior's mean, covariance and noise variance.
 
-    Per product, with S = v I + X C X' and M = (v C^-1 + A)^-1 = G^-1 C (A = X'X):
-    X'S^-1 r = (X'r - A M X'r) / v = q, X'S^-1 X = (A - A M A) / v, tr S^-1 = (n - tr M A) / v,
+    Per product, with S = v I + X C X' (its rows' covariance) and _Solved's terms:
+    X'S^-1 r = (X'r - A z) / v = q, X'S^-1 X = (A - A M A) / v, tr S^-1 = (n - tr M A) / v,
     and the gradients are -q (mean), ((A - A M A) / v - q q') / 2 (covariance) and
     (tr S^-1 - |S^-1 r|^2) / 2 (noise variance).
     """
-    m0, m1 = prior.mean
-    v = prior.noise_var
-    cov = prior.cov
-    rr = s.syy - 2 * (m0 * s.sy + m1 * s.suy) + m0 * m0 * s.n + 2 * m0 * m1 * s.su
-    rr = rr + m1 * m1 * s.suu
-    t = _solve(s, prior.mean, cov, v)
-    quad = t.xr0 * t.z0 + t.xr1 * t.z1
+    mean, v = prior.mean, prior.noise_var
+    t = _solve(s, mean, prior.cov, v)
+    rr = s.syy - 2 * (mean @ np.array([s.sy, s.suy])) + mean @ _apply(t.gram, mean)
+    quad = (t.xr * t.z).sum(0)
     total = s.n.sum() * np.log(2 * np.pi * v) + np.log(t.det / (v * v)).sum()
     total += (rr - quad).sum() / v
-    # M = G^-1 C, per product; w = M X'r is (z0, z1).
-    m00 = (t.g11 * cov[0, 0] - t.g01 * cov[0, 1]) / t.det
-    m01 = (t.g11 * cov[0, 1] - t.g01 * cov[1, 1]) / t.det
-    m10 = (-t.g10 * cov[0, 0] + t.g00 * cov[0, 1]) / t.det
-    m11 = (-t.g10 * cov[0, 1] + t.g00 * cov[1, 1]) / t.det
-    aw0 = s.n * t.z0 + s.su * t.z1
-    aw1 = s.su * t.z0 + s.suu * t.z1
-    q0 = (t.xr0 - aw0) / v
-    q1 = (t.xr1 - aw1) / v
-    # M A, then A M A (symmetric).
-    ma00 = m00 * s.n + m01 * s.su
-    ma01 = m00 * s.su + m01 * s.suu
-    ma10 = m10 * s.n + m11 * s.su
-    ma11 = m10 * s.su + m11 * s.suu
-    ama00 = s.n * ma00 + s.su * ma10
-    ama01 = s.n * ma01 + s.su * ma11
-    ama11 = s.su * ma01 + s.suu * ma11
-    d_mean = -np.array([q0.sum(), q1.sum()])
-    c00 = 0.5 * (((s.n - ama00) / v).sum() - (q0 * q0).sum())
-    c01 = 0.5 * (((s.su - ama01) / v).sum() - (q0 * q1).sum())
-    c11 = 0.5 * (((s.suu - ama11) / v).sum() - (q1 * q1).sum())
-    d_cov = np.array([[c00, c01], [c01, c11]])
-    s_r = rr - 2 * quad + t.z0 * aw0 + t.z1 * aw1  # |r - X M X'r|^2 = v^2 |S^-1 r|^2
-    d_var = 0.5 * (((s.n - ma00 - ma11) / v).sum() - s_r.sum() / (v * v))
-    return float(0.5 * total), d_mean, d_cov, float(d_var)
+    aw = _apply(t.gram, t.z)
+    q = (t.xr - aw) / v
+    ma = _times(t.m, t.gram)
+    d_cov = 0.5 * ((t.gram - _times(t.gram, ma)).sum(-1) / v - q @ q.T)
+    s_r = rr - 2 * quad + (t.z * aw).sum(0)  # |r - X M X'r|^2 = v^2 |S^-1 r|^2
+    d_var = 0.5 * ((s.n - ma[0, 0] - ma[1, 1]).sum() / v - s_r.sum() / (v * v))
+    return float(0.5 * total), -q.sum(-1), 0.5 * (d_cov + d_cov.T), float(d_var)
 
 
 def _prior_from(params: np.ndarray) -> Prior:
@@ -224,39 +224,30 @@ def _within_product_variance(s: Sums) -> Optional[float]:
 
 def posterior(s: Sums, prior: Prior, prior_scale: float = 1.0) -> Posterior:
     """Return each product's posterior line given the prior, its strength scaled."""
-    k = len(s.n)
     if np.isinf(prior_scale):
         return _alone(s, prior)
-    cov = prior.cov * prior_scale
     v = prior.noise_var
-    # B = I + cov A / v = G / v; posterior mean = prior mean + B^-1 cov X'r / v = mean + z;
-    # covariance B^-1 cov = v G^-1 cov.
-    t = _solve(s, prior.mean, cov, v)
-    mean = np.column_stack([prior.mean[0] + t.z0, prior.mean[1] + t.z1])
-    c00 = v * (t.g11 * cov[0, 0] - t.g01 * cov[0, 1]) / t.det
-    c01 = v * (t.g11 * cov[0, 1] - t.g01 * cov[1, 1]) / t.det
-    c11 = v * (-t.g10 * cov[0, 1] + t.g00 * cov[1, 1]) / t.det
-    covs = np.column_stack([c00, c01, c11]) if k else np.zeros((0, 3))
-    return Posterior(mean, covs)
+    # Posterior mean m + M X'r = m + z; covariance (C^-1 + A / v)^-1 = v M.
+    t = _solve(s, prior.mean, prior.cov * prior_scale, v)
+    return Posterior((prior.mean[:, None] + t.z).T, _packed(v * t.m))
 
 
 def _alone(s: Sums, prior: Prior) -> Posterior:
     """No pooling: each product's own least-squares line, the catalogue's where it has none."""
-    n = np.maximum(s.n, 1)
-    sxx = s.suu - s.su**2 / n
+    gram = _gram(s)
+    sxx = s.suu - s.su**2 / np.maximum(s.n, 1)
     ok = (s.n >= MIN_ROWS_ALONE) & (sxx > 1e-12)
-    slope = np.where(ok, (s.suy - s.su * s.sy / n) / np.where(ok, sxx, 1), prior.mean[1])
-    intercept = np.where(ok, s.sy / n - slope * s.su / n, prior.mean[0])
-    v = prior.noise_var
-    safe = np.where(ok, sxx, 1)
-    covs = np.column_stack(
-        [
-            np.where(ok, v / n + v * (s.su / n) ** 2 / safe, prior.cov[0, 0]),
-            np.where(ok, -v * (s.su / n) / safe, prior.cov[0, 1]),
-            np.where(ok, v / safe, prior.cov[1, 1]),
-        ]
-    )
-    return Posterior(np.column_stack([intercept, slope]), covs)
+    gram[:, :, ~ok] = np.eye(2)[:, :, None]  # a stand-in, replaced below
+    inverse, _ = _inverse(gram)
+    mean = _apply(inverse, np.array([s.sy, s.suy])).T
+    cov = _packed(prior.noise_var * inverse)
+    mean[~ok], cov[~ok] = prior.mean, _packed(prior.cov[:, :, None])[0]
+    return Posterior(mean, cov)
+
+
+def _packed(cov: np.ndarray) -> np.ndarray:
+    """Stacked symmetric 2x2 matrices as rows of var(a), cov(a, b), var(b)."""
+    return np.stack([cov[0, 0], cov[0, 1], cov[1, 1]], -1)
 
 
 def line_values(mean: np.ndarray, codes: np.ndarray, u: np.ndarray) -> np.ndarray:
