@@ -1,1 +1,1 @@
-"""The week's tranche: its name, how it is read and validated, its outliers and its drift."""
+"""The week's tranche: its name, how it is read and validated, and its drift from the last."""

@@ -93,27 +93,12 @@ def validate_tranche(
     if padded:
         warnings.append(f"trimmed spaces around the product code of {padded} row(s)")
 
-    frame, not_numbers = _to_numbers(frame)
-    numbers = ~not_numbers.any(axis=1)
-    schema_rows, problems = _bad_rows(frame if numbers.all() else frame[numbers])
-    bad_rows = not_numbers.index[not_numbers.any(axis=1)].union(pd.Index(list(schema_rows)))
-    problems = [
-        f"{column} is not a number: {int(not_numbers[column].sum())} row(s)"
-        for column in not_numbers.columns
-        if not_numbers[column].any()
-    ] + problems
-    rows = len(frame)
-    if len(bad_rows):
-        share = len(bad_rows) / rows
-        summary = f"{len(bad_rows)} of {rows} rows with bad values ({'; '.join(problems)})"
-        if share > MAX_BAD_ROW_FRACTION:
-            refusals.append(f"{summary}: more than {MAX_BAD_ROW_FRACTION:.0%} of rows")
-        else:
-            warnings.append(f"dropped {summary}")
-    # The rows left have passed the schema above: select its columns rather than check again.
-    clean = frame.drop(index=bad_rows)[list(COLUMNS)] if len(bad_rows) else frame[list(COLUMNS)]
-    if refusals:
+    clean, bad = _drop_bad_rows(frame)
+    if bad and bad[0] > MAX_BAD_ROW_FRACTION * len(frame):
+        refusals.append(f"{bad[1]}: more than {MAX_BAD_ROW_FRACTION:.0%} of rows")
         clean = frame
+    elif bad:
+        warnings.append(f"dropped {bad[1]}")
 
     codes, names = distinct_codes(clean[PRODUCT])
     rows_per_code = np.bincount(codes[codes >= 0], minlength=len(names))
@@ -169,6 +154,25 @@ def _trim_codes(frame: pd.DataFrame) -> Tuple[pd.DataFrame, int]:
     renumber, products = number_codes(pa_arrow.array(stripped, type=pa_arrow.large_string()))
     trimmed = as_categories(np.append(renumber, np.int32(-1))[numbers], products)
     return frame.assign(**{PRODUCT: trimmed}), padded
+
+
+def _drop_bad_rows(frame: pd.DataFrame) -> Tuple[pd.DataFrame, Optional[Tuple[int, str]]]:
+    """Return the rows whose values pass the row schema, and how many did not, described
+    with a count per problem (None: every row passed)."""
+    frame, not_numbers = _to_numbers(frame)
+    numbers = ~not_numbers.any(axis=1)
+    schema_rows, problems = _bad_rows(frame if numbers.all() else frame[numbers])
+    bad_rows = not_numbers.index[not_numbers.any(axis=1)].union(pd.Index(list(schema_rows)))
+    problems = [
+        f"{column} is not a number: {int(not_numbers[column].sum())} row(s)"
+        for column in not_numbers.columns
+        if not_numbers[column].any()
+    ] + problems
+    # The rows left have passed the schema: select its columns rather than check again.
+    if not len(bad_rows):
+        return frame[list(COLUMNS)], None
+    summary = f"{len(bad_rows)} of {len(frame)} rows with bad values ({'; '.join(problems)})"
+    return frame.drop(index=bad_rows)[list(COLUMNS)], (len(bad_rows), summary)
 
 
 def _to_numbers(frame: pd.DataFrame) -> Tuple[pd.DataFrame, pd.DataFrame]:

@@ -197,78 +197,93 @@ def _table(rows: List[List[Any]], header: List[str], table_id: str) -> str:
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def render(inputs: ReportInputs) -> str:
-    """Return the report as one HTML document."""
+def _headline(inputs: ReportInputs) -> str:
+    """This model's scores, and both models' on the rows they share."""
     c = inputs.comparison or Comparison("none")
-    headline = _table(
+    shared = c.rows if inputs.comparison else None
+    return _table(
         [
             ["this model", inputs.version, inputs.metrics.get("mae"), inputs.metrics.get("r2"),
              inputs.metrics.get("promise_coverage"), inputs.metrics.get("test_rows")],
             ["live model, same rows", c.live_version, c.live_mae, c.live_r2,
-             c.live_promise_coverage, c.rows if inputs.comparison else None],
+             c.live_promise_coverage, shared],
             ["this model, same rows", inputs.version, c.new_mae, c.new_r2,
-             c.new_promise_coverage, c.rows if inputs.comparison else None],
+             c.new_promise_coverage, shared],
         ],
         ["", "version", "MAE (h)", "R²", f"within promise at {CHECKED_PROBABILITY:g}",
          "held-out rows"],
         "headline",
     )
-    worst = worst_products(inputs.held_out)
-    drift_rows = [
+
+
+def _promises(calibrations: Sequence[Calibration]) -> str:
+    """The promises' plots and tables, or nothing for a model without promises."""
+    if not calibrations:
+        return ""
+    return (
+        _img(promise_calibration(calibrations), CALIBRATION_TITLE) + "\n"
+        + _img(coverage_by_quintile(calibrations), QUINTILE_TITLE) + "\n"
+        + "<h2>Promises: share of held-out orders within, each half under the other half's "
+        "calibration; the live model's as published</h2>\n"
+        + _table(calibration_rows(calibrations),
+                 ["promise_probability"] + [f"{c.model} {c.version}" for c in calibrations],
+                 "calibration")
+        + _table([[q] + [c.by_quintile[i] for c in calibrations]
+                  for i, q in enumerate(calibrations[0].quintiles)],
+                 [f"{ORDERS} (quintile)"] + [f"{c.model} at {CHECKED_PROBABILITY:g}"
+                                             for c in calibrations],
+                 "calibration-by-quintile")
+    )
+
+
+def _drift(drift: List[Dict[str, Any]]) -> str:
+    rows = [
         [d.get("statistic"), d.get("product") or "all", d.get("psi"), d.get("median_before"),
          d.get("median_after")]
-        for d in sorted(inputs.drift, key=lambda d: -float(d.get("psi", 0.0)))
+        for d in sorted(drift, key=lambda d: -float(d.get("psi", 0.0)))
     ]
+    if not rows:
+        return "<p>No live model to compare with.</p>"
+    return _table(rows, ["statistic", "product", "PSI", "median before", "median after"], "drift")
+
+
+STYLE = """body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1100px; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #bbb; padding: 0.3em 0.6em; text-align: right; }
+th { background: #eef; }
+figure { display: inline-block; margin: 0 1em 1em 0; }"""
+
+
+def render(inputs: ReportInputs) -> str:
+    """Return the report as one HTML document."""
+    worst = worst_products(inputs.held_out)
     history_rows = [[h.version, h.created_at[:19], h.mae, h.r2, h.live_mae]
                     for h in reversed(inputs.history)]
     verdict = "published with --force, though worse than the live model" if inputs.forced \
         else "published: passed every check"
     warnings = "".join(f"<li>{html.escape(w)}</li>" for w in inputs.warnings) or "<li>none</li>"
-    promises, promise_table = "", ""
-    if inputs.calibrations:
-        promises = (_img(promise_calibration(inputs.calibrations), CALIBRATION_TITLE) + "\n"
-                    + _img(coverage_by_quintile(inputs.calibrations), QUINTILE_TITLE))
-        promise_table = (
-            "<h2>Promises: share of held-out orders within, each half under the other half's "
-            "calibration; the live model's as published</h2>\n"
-            + _table(calibration_rows(inputs.calibrations),
-                     ["promise_probability"] + [f"{c.model} {c.version}"
-                                                for c in inputs.calibrations],
-                     "calibration")
-            + _table([[q] + [c.by_quintile[i] for c in inputs.calibrations]
-                      for i, q in enumerate(inputs.calibrations[0].quintiles)],
-                     [f"{ORDERS} (quintile)"] + [f"{c.model} at {CHECKED_PROBABILITY:g}"
-                                                 for c in inputs.calibrations],
-                     "calibration-by-quintile")
-        )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Model review {html.escape(inputs.version)}</title>
 <style>
-body {{ font-family: sans-serif; margin: 2em; color: #222; max-width: 1100px; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
-th, td {{ border: 1px solid #bbb; padding: 0.3em 0.6em; text-align: right; }}
-th {{ background: #eef; }}
-figure {{ display: inline-block; margin: 0 1em 1em 0; }}
+{STYLE}
 </style></head>
 <body>
 <h1>Model review: {html.escape(inputs.version)}</h1>
 <p id="summary">Trained {html.escape(inputs.created_at[:19])} UTC on
 <code>{html.escape(inputs.tranche)}</code>; {verdict}.</p>
 <h2>This model against the live one</h2>
-{headline}
+{_headline(inputs)}
 <h2>Plots</h2>
 {_img(predicted_vs_actual(inputs.held_out), "Held-out rows: estimate against actual")}
 {_img(residuals_vs_orders(inputs.held_out), "Residuals against orders placed")}
 {_img(metric_history(inputs.history), "Metric history of the last published models")}
-{promises}
-{promise_table}
+{_promises(inputs.calibrations)}
 <h2>Products with the largest errors</h2>
 {_table(worst.values.tolist(), ["product", "held-out rows", "MAE (h)", "mean hours"],
         "worst-products")}
 <h2>Drift against the live model's training data (PSI over 0.25 is worth a look)</h2>
-{_table(drift_rows, ["statistic", "product", "PSI", "median before", "median after"], "drift")
- if drift_rows else "<p>No live model to compare with.</p>"}
+{_drift(inputs.drift)}
 <h2>Metric history</h2>
 {_table(history_rows, ["version", "trained at", "MAE (h)", "R²", "live model's MAE"],
         "history")}
