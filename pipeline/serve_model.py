@@ -33,8 +33,8 @@ from pipeline.registry.models import (
 )
 from pipeline.registry.store import Store, open_store
 from pipeline.service.app import create_app
-from pipeline.service.http_limits import HttpLimits, Parser
-from pipeline.service.http_server import serve
+from pipeline.service.server.limits import HttpLimits, Parser
+from pipeline.service.server.serve import serve
 from pipeline.service.metrics import start_metrics_server
 
 log = configure_logger(__name__)
@@ -54,7 +54,7 @@ def uvicorn_log_config() -> Dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": {"format": LOG_FORMAT}},
-        "filters": {"repeats": {"()": "pipeline.service.http_limits.RepeatFilter"}},
+        "filters": {"repeats": {"()": "pipeline.service.log_filter.RepeatFilter"}},
         "handlers": {
             "default": {"class": "logging.StreamHandler", "formatter": "default"},
         },

@@ -30,7 +30,11 @@ from pipeline.service.api_schema import (
     Readiness,
 )
 from pipeline.service.estimate_endpoints import EstimateFastPath, Served, served
-from pipeline.service.http_guards import MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, RequestGuard
+from pipeline.service.middleware.request_guard import (
+    MAX_BATCH_BODY_BYTES,
+    MAX_BODY_BYTES,
+    RequestGuard,
+)
 from pipeline.service.metrics import MetricsMiddleware, ServiceMetrics, refusal_reason
 
 log = configure_logger(__name__)

@@ -84,7 +84,7 @@ _REASON_BY_ERROR_TYPE = {
     "too_short": "batch_size",
     "too_long": "batch_size",
 }
-# What the HTTP server turns away or closes under overload (pipeline/service/http_server.py):
+# What the HTTP server turns away or closes under overload (pipeline/service/server/):
 # a body beyond the memory budget (503), a connection beyond the cap (503), and a connection
 # stalled before its request headers, closed to make room at the cap.
 OVERLOAD_REASONS = ("body_budget", "connection_cap", "stalled_closed")

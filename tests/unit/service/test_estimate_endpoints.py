@@ -16,7 +16,7 @@ from pipeline.service.estimate_endpoints import (
     round_hours,
     served,
 )
-from pipeline.service.http_guards import Message, Receive, Scope, Send
+from pipeline.service.middleware.asgi import Message, Receive, Scope, Send
 from pipeline.service.metrics import ServiceMetrics
 from pipeline.artifact.model import ProductLinearModel
 from pipeline.registry.models import LoadedModel
