@@ -8,7 +8,8 @@ Steps:
    a promise_probability, the promise calibrated at training. Unknown products and bad
    fields get a 422 naming the field (and the order's index in a batch); so does a promise
    asked of a model trained before promises. Valid requests
-   take a fast path (pipeline/service/estimate_endpoints.py); the routes here define every refusal.
+   take a fast path (pipeline/service/fast_path.py); the routes (service/routes/) define every
+   refusal.
 3. Answer GET /health (process alive) and GET /ready (model loaded) for Kubernetes probes,
    GET /api/v0.1/model (the model served) for clients and operators, and /docs from assets
    the service serves itself (no CDN). GET /metrics (Prometheus) is answered on a port of its
@@ -33,8 +34,8 @@ from pipeline.registry.published import (
 )
 from pipeline.registry.store import Store, open_store
 from pipeline.service.app import create_app
-from pipeline.service.http_limits import HttpLimits, Parser
-from pipeline.service.http_server import serve
+from pipeline.service.server.limits import HttpLimits, Parser
+from pipeline.service.server.serve import serve
 from pipeline.service.metrics import start_metrics_server
 
 log = configure_logger(__name__)
@@ -54,7 +55,7 @@ def uvicorn_log_config() -> Dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": {"format": LOG_FORMAT}},
-        "filters": {"repeats": {"()": "pipeline.service.http_limits.RepeatFilter"}},
+        "filters": {"repeats": {"()": "pipeline.service.log_filter.RepeatFilter"}},
         "handlers": {
             "default": {"class": "logging.StreamHandler", "formatter": "default"},
         },

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     # SIGTERM, idle keep-alive connections are kept open for drain_grace seconds so that a
     # request already on its way is still answered (with Connection: close).
     # httptools is uvicorn's faster parser (C, llhttp); h11 stays selectable, as every guard
-    # in pipeline/service/http_server.py works with both.
+    # in pipeline/service/server/ works with both.
     http_parser: Literal["h11", "httptools"] = Field("httptools", description="HTTP parser")
     http_header_timeout: float = Field(10.0, gt=0, description="seconds to send headers")
     http_body_timeout: float = Field(10.0, gt=0, description="seconds to send a body")
@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     # asks for 384 MB and idles at about 80 MB; a budgeted byte costs about one byte of
     # memory while held, plus what parsing the one batch being parsed at a time takes, so
     # 64 MiB keeps the worst case near 175 MB (README, "Failure modes"). At least one
-    # largest batch body (2 MiB, MAX_BATCH_BODY_BYTES in pipeline/service/http_guards.py), or
+    # largest batch body (2 MiB, MAX_BATCH_BODY_BYTES in service/middleware/request_guard.py), or
     # no batch would ever be admitted.
     http_body_budget_bytes: int = Field(
         64 * 1024 * 1024, ge=2 * 1024 * 1024, description="request body bytes in memory"

@@ -16,8 +16,12 @@ from pipeline.logs import configure_logger
 from pipeline.registry.published import LoadedModel
 from pipeline.service.api_schema import API_PATH, BATCH_PATH, MODEL_PATH
 from pipeline.service.fast_path import EstimateFastPath
-from pipeline.service.http_guards import MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, RequestGuard
 from pipeline.service.metrics import MetricsMiddleware, ServiceMetrics
+from pipeline.service.middleware.request_guard import (
+    MAX_BATCH_BODY_BYTES,
+    MAX_BODY_BYTES,
+    RequestGuard,
+)
 from pipeline.service.refusals import http_error_response, validation_error_response
 from pipeline.service.routes import estimates, health, model
 from pipeline.service.served import Served

@@ -33,7 +33,8 @@ from pipeline.service.api_schema import (
     ProductCode,
     PromiseProbability,
 )
-from pipeline.service.http_guards import ASGIApp, Message, Receive, Scope, Send, declared_json
+from pipeline.service.middleware.asgi import ASGIApp, Message, Receive, Scope, Send
+from pipeline.service.middleware.request_guard import declared_json
 from pipeline.service.metrics import ServiceMetrics
 from pipeline.service.served import Served, current, promise_tail
 

@@ -15,12 +15,10 @@ from itertools import accumulate
 from wsgiref.simple_server import WSGIServer
 from typing import (
     Any,
-    Awaitable,
     Callable,
     Dict,
     Iterator,
     List,
-    MutableMapping,
     Optional,
     Sequence,
     Tuple,
@@ -38,12 +36,7 @@ from prometheus_client import (
 from prometheus_client.core import HistogramMetricFamily, Metric
 
 from pipeline.registry.metadata import ModelMetadata
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from pipeline.service.middleware.asgi import ASGIApp, Message, Receive, Scope, Send
 
 # Estimates run from 0 to about 60 hours; finer where most orders fall. Exposed in seconds,
 # Prometheus' base unit (`promtool check metrics` refuses hours): a dashboard divides by 3600.
@@ -84,7 +77,7 @@ _REASON_BY_ERROR_TYPE = {
     "too_short": "batch_size",
     "too_long": "batch_size",
 }
-# What the HTTP server turns away or closes under overload (pipeline/service/http_server.py):
+# What the HTTP server turns away or closes under overload (pipeline/service/server/):
 # a body beyond the memory budget (503), a connection beyond the cap (503), and a connection
 # stalled before its request headers, closed to make room at the cap.
 OVERLOAD_REASONS = ("body_budget", "connection_cap", "stalled_closed")

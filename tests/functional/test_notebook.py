@@ -20,7 +20,7 @@ def test_notebook_runs_top_to_bottom_on_real_shaped_data_and_its_findings_hold(
         quirks=["spaces", "outlier"],
     )
     monkeypatch.setenv("TTD_STORE", str(tmp_path / "store"))
-    notebook = nbformat.read(NOTEBOOK, as_version=4)  # type: ignore[no-untyped-call]
+    notebook = nbformat.read(NOTEBOOK, as_version=4)  # type: ignore[no-untyped-call, unused-ignore]
     NotebookClient(
         notebook, timeout=300, resources={"metadata": {"path": str(NOTEBOOK.parent)}}
     ).execute()

@@ -5,7 +5,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipeline import train_model
-from pipeline.service.http_guards import MAX_BODY_BYTES
+from pipeline.service.middleware.request_guard import MAX_BODY_BYTES
 from pipeline.registry.published import load_newest_model
 from pipeline.service.app import API_PATH, create_app
 from pipeline.registry.store import LocalStore

@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipeline.service.api_schema import MAX_BATCH_ORDERS
-from pipeline.service.http_guards import MAX_BATCH_BODY_BYTES
+from pipeline.service.middleware.request_guard import MAX_BATCH_BODY_BYTES
 from pipeline.registry.published import LoadedModel, load_newest_model
 from pipeline.service.app import API_PATH, BATCH_PATH, create_app
 from pipeline.registry.store import LocalStore

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from pipeline.service.api_schema import DispatchRequest
 from pipeline.service.fast_path import ORDER, EstimateFastPath
 from pipeline.service.served import Served, round_hours
-from pipeline.service.http_guards import Message, Receive, Scope, Send
+from pipeline.service.middleware.asgi import Message, Receive, Scope, Send
 from pipeline.service.metrics import ServiceMetrics
 from pipeline.artifact.model import ProductLinearModel
 from pipeline.registry.metadata import ModelMetadata

@@ -6,13 +6,9 @@ known (from Content-Length, or while it streams), and a body that is not declare
 size limit.
 """
 import json
-from typing import Any, Awaitable, Callable, Dict, Mapping, MutableMapping
+from typing import Dict, Mapping
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from pipeline.service.middleware.asgi import CLOSE_HEADER, ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 4096  # a request is under 200 bytes; 4 KiB leaves room for whitespace
 # 10,000 orders take about 0.5 MB with short codes and 1.4 MB with 64-character codes
@@ -32,7 +28,7 @@ async def _send_error(send: Send, status: int, message: str) -> None:
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+            "headers": [(b"content-type", b"application/json"), CLOSE_HEADER],
         }
     )
     await send({"type": "http.response.body", "body": body.encode()})
