@@ -9,7 +9,10 @@ Steps:
    queue, the shapes other weeks and plants show.
 3. Inject the quirks real drops carry, when asked: padded product codes, a 9,999-hour slip,
    CRLF line endings, a semicolon-delimited file, a compact date in the key, an undated export.
-4. Write the CSV into the store under a key that carries the tranche's date.
+4. Write the CSV into the store under a key that carries the tranche's date; with `--weeks`,
+   a tranche a week for weeks in a row, of the same catalogue, whose lines change partway
+   when asked (`--world`): every rate up by a quarter (a warehouse-wide slowdown), or a
+   tenth of the products' rates up by 60%.
 
 The shape is the one measured on a real tranche (issue "Work on real tranches"). The generator
 knows its true function, so tests can compare a trained model with the best possible one on
@@ -17,7 +20,7 @@ the same rows (`best_estimate`), and a promise with the true quantiles (`true_qu
 """
 import argparse
 import io
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import FrozenSet, Iterable, List, NamedTuple, Optional
 
 import numpy as np
@@ -64,6 +67,10 @@ FILE_QUIRKS = frozenset({"crlf", "semicolon"})
 KEY_QUIRKS = frozenset({"compact-date", "undated-export"})
 QUIRKS = ROW_QUIRKS | FILE_QUIRKS | KEY_QUIRKS
 UNDATED_EXPORT_KEY = f"{DATASETS_PREFIX}orders_export.csv"
+# How the catalogue's lines change from a week on: not at all; every rate up by a quarter;
+# a tenth of the products (drawn at random) up by 60%.
+WORLDS = {"none": (0.0, 1.0), "warehouse": (1.0, 1.25), "tenth": (0.1, 1.6)}
+_CHANGED_STREAM = 0xC4A
 
 
 class SyntheticTranche(NamedTuple):
@@ -88,6 +95,9 @@ def generate_tranche(
     catalogue_seed: int = 0,
     queue_factor: float = 1.0,
     noise: str = "normal",
+    world: str = "none",
+    week: int = 0,
+    change_week: int = 0,
 ) -> SyntheticTranche:
     """Draw a tranche of `rows` orders over `skus` products.
 
@@ -96,12 +106,15 @@ def generate_tranche(
     With `zipf` (e.g. 1.1), product k of the catalogue is ordered in proportion to k^-zipf:
     a few products get thousands of rows, most a handful, many one or none.
     `queue_factor` scales the queues (1.5: a busier week), for drift. `noise` is one of NOISES;
-    "normal" draws exactly what it drew before the other shapes existed.
+    "normal" draws exactly what it drew before the other shapes existed. In a `world` other
+    than "none" (WORLDS), the lines of `week` have changed if it is `change_week` or later.
     """
     if rows < 1 or skus < 1:
         raise ValueError("rows and skus must be at least 1")
     if noise not in NOISES:
         raise ValueError(f"unknown noise {noise!r}; known: {', '.join(NOISES)}")
+    if world not in WORLDS:
+        raise ValueError(f"unknown world {world!r}; known: {', '.join(WORLDS)}")
     unknown = set(quirks) - QUIRKS
     if unknown:
         raise ValueError(f"unknown quirk(s) {sorted(unknown)}; known: {sorted(QUIRKS)}")
@@ -116,6 +129,10 @@ def generate_tranche(
             "popularity": popularity / popularity.sum(),
         }
     )
+    if week >= change_week and world != "none":
+        share, factor = WORLDS[world]
+        changed = np.random.default_rng([catalogue_seed, _CHANGED_STREAM]).random(skus) < share
+        products.loc[changed, "hours_per_order"] *= factor
     rng = np.random.default_rng(seed)
     which = rng.choice(skus, size=rows, p=products["popularity"].to_numpy())
     orders = np.minimum(
@@ -239,8 +256,16 @@ def main(
     quirks: Iterable[str] = (),
     queue_factor: float = 1.0,
     noise: str = "normal",
+    weeks: int = 1,
+    world: str = "none",
+    change_week: int = 0,
 ) -> Optional[str]:
-    """Write a synthetic tranche into the store; return its key (None if skipped)."""
+    """Write synthetic tranches into the store, the last dated `when`, a week apart; return
+    the last one's key (None if skipped).
+
+    Week w (1 to `weeks`) draws its rows with seed `seed` + w - 1, so one week is what the
+    generator always drew; in a `world` that changes, lines change from `change_week` on.
+    """
     quirks = frozenset(quirks)
     if if_empty:
         existing = dated_tranche_keys(store.list_keys(DATASETS_PREFIX))
@@ -248,21 +273,27 @@ def main(
             log.info(f"{store.uri} already holds {len(existing)} tranche(s); generating none")
             return None
     when = when or datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
-    key = compact_tranche_key(when) if "compact-date" in quirks else tranche_key(when)
-    tranche = generate_tranche(
-        rows, skus, seed, zipf, quirks, queue_factor=queue_factor, noise=noise
-    )
-    store.put_new(key, to_csv_bytes(tranche.data, quirks))
+    key = None
+    for week in range(1, weeks + 1):
+        dated = when - timedelta(weeks=weeks - week)
+        key = compact_tranche_key(dated) if "compact-date" in quirks else tranche_key(dated)
+        tranche = generate_tranche(
+            rows, skus, seed + week - 1, zipf, quirks, queue_factor=queue_factor, noise=noise,
+            world=world, week=week, change_week=change_week,
+        )
+        store.put_new(key, to_csv_bytes(tranche.data, quirks))
+        log.info(f"wrote {rows} rows over {skus} products ({_described(zipf, quirks, noise)}) "
+                 f"to {store.location(key)}")
     if "undated-export" in quirks and UNDATED_EXPORT_KEY not in store.list_keys(DATASETS_PREFIX):
         store.put_new(UNDATED_EXPORT_KEY, to_csv_bytes(tranche.data.head(100)))
+    return key
+
+
+def _described(zipf: Optional[float], quirks: FrozenSet[str], noise: str) -> str:
     shape = f"Zipf({zipf:g})" if zipf else "even"
     extra = f", quirks: {', '.join(sorted(quirks))}" if quirks else ""
     extra += f", {noise} noise" if noise != "normal" else ""
-    log.info(
-        f"wrote {rows} rows over {skus} products ({shape} popularity{extra}) "
-        f"to {store.location(key)}"
-    )
-    return key
+    return f"{shape} popularity{extra}"
 
 
 def _parse_when(text: str) -> datetime:
@@ -310,6 +341,19 @@ if __name__ == "__main__":
         "for stock) or growing (sd growing with orders placed)",
     )
     parser.add_argument(
+        "--weeks", type=number_in(1, 520, "weeks", int), default=1,
+        help="write this many weekly tranches of the catalogue, the last dated --date",
+    )
+    parser.add_argument(
+        "--world", choices=sorted(WORLDS), default="none",
+        help="how the lines change from --change-week on: not at all, every rate up by a "
+        "quarter (warehouse), or a tenth of the products' rates up by 60%% (tenth)",
+    )
+    parser.add_argument(
+        "--change-week", type=number_in(1, 520, "a week", int), default=1,
+        help="the first week (1 to --weeks) whose lines have changed",
+    )
+    parser.add_argument(
         "--if-empty", action="store_true", help="do nothing if the store holds a tranche"
     )
     args = parser.parse_args()
@@ -325,4 +369,7 @@ if __name__ == "__main__":
             args.quirk,
             args.queue_factor,
             args.noise,
+            args.weeks,
+            args.world,
+            args.change_week,
         )

@@ -1,3 +1,4 @@
+import io
 from datetime import datetime
 
 import numpy as np
@@ -164,3 +165,27 @@ def test_main_writes_a_tranche_with_the_noise_asked_for(store: LocalStore) -> No
     assert key is not None
     expected = to_csv_bytes(generate_tranche(200, 5, seed=3, noise="skewed").data)
     assert store.get_bytes(key) == expected
+
+
+@pytest.mark.parametrize("world, share, factor", [("warehouse", 1.0, 1.25), ("tenth", 0.1, 1.6)])
+def test_a_world_changes_its_lines_from_the_change_week_on(
+    world: str, share: float, factor: float
+) -> None:
+    before = generate_tranche(100, 2000, seed=1, world=world, week=6, change_week=7).products
+    after = generate_tranche(100, 2000, seed=1, world=world, week=7, change_week=7).products
+    unchanged = generate_tranche(100, 2000, seed=1).products
+    pd.testing.assert_frame_equal(before, unchanged)
+    ratio = after["hours_per_order"] / before["hours_per_order"]
+    assert set(np.round(ratio, 9)) <= {1.0, factor}
+    assert (ratio > 1).mean() == pytest.approx(share, abs=0.02)
+    assert (after["base_hours"] == before["base_hours"]).all()
+
+
+def test_main_writes_weeks_in_a_row_a_week_apart(store: LocalStore) -> None:
+    generate_dataset.main(store, rows=300, skus=10, when=datetime(2026, 12, 4, 23), weeks=3,
+                          world="warehouse", change_week=3)
+    keys = store.list_keys(DATASETS_PREFIX)
+    assert [k.rsplit("_", 1)[-1] for k in keys] == [
+        "2026-11-20T23:00:00.csv", "2026-11-27T23:00:00.csv", "2026-12-04T23:00:00.csv"]
+    frames = [pd.read_csv(io.BytesIO(store.get_bytes(k))) for k in keys]
+    assert not frames[0].equals(frames[1])  # each week its own rows
