@@ -16,7 +16,7 @@ with scikit-learn's model-selection tools; `prior_scale` scales the learned pool
 (1: as learned; 0: one line for all; inf: each product alone where it can be).
 What is served is `served_model()`: plain numbers that load without scikit-learn.
 """
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -27,7 +27,20 @@ from sklearn.utils.validation import check_is_fitted
 from pipeline.artifact.model import ProductLinearModel, line_hours, served_hours
 from pipeline.codes.numbering import factorize_products, row_positions
 from pipeline.data.tranche import ORDERS, PRODUCT
+from pipeline.modelling.history import (
+    History,
+    ProductHistory,
+    Transition,
+    Week,
+    advance,
+    fit_transition,
+    learn,
+    subset,
+    to_orders,
+)
 from pipeline.modelling.pooling import (
+    Posterior,
+    Sums,
     fit_prior,
     grouped_sums,
     posterior,
@@ -57,8 +70,11 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         self.prior_scale = prior_scale
         self.censored_at_zero = censored_at_zero
 
-    def fit(self, X: pd.DataFrame, y: Any) -> "PooledLinearRegressor":
-        """Learn the catalogue-wide prior, then each product's posterior line."""
+    def fit(self, X: pd.DataFrame, y: Any, history: Optional[History] = None, weeks: int = 1
+            ) -> "PooledLinearRegressor":
+        """Learn the catalogue-wide prior, then each product's posterior line: from this
+        week's rows alone, or, given the `history` of the weeks before (`weeks` ago), from
+        both (pipeline/modelling/history.py)."""
         codes, products, x = _features(X)
         target = np.asarray(y, dtype=float)
         if len(target) != len(x) or not len(x):
@@ -70,34 +86,18 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         u = (x - self.x_centre_) / self.x_scale_
         sums = grouped_sums(codes, u, target, len(products))
         self.prior_ = fit_prior(prior_sample(sums))
-        zero = np.flatnonzero(target <= 0)
-        if self.censored_at_zero and len(zero):
-            # Each round swaps the floored rows' values for their imputed ones in the sums,
-            # so the millions of other rows are summed only once; and it needs the lines of
-            # the products with floored rows only (each product's posterior is its own).
-            few, at = np.unique(codes[zero], return_inverse=True)
-            zero_u, floored, zero_codes = u[zero], target[zero], codes[zero]
-            k = len(products)
-            censored = sums
-            for _ in range(CENSORED_ROUNDS):
-                post = posterior(sums_of(censored, few), self.prior_, self.prior_scale)
-                line = post.mean[at, 0] + post.mean[at, 1] * zero_u
-                sd = np.sqrt(self.prior_.noise_var)
-                ratio = np.exp(norm.logpdf(line / sd) - norm.logsf(line / sd))
-                imputed = line - sd * ratio  # E[hours | hours <= 0] under the fit
-                change = imputed - floored
-                censored = sums._replace(
-                    sy=sums.sy + np.bincount(zero_codes, change, k),
-                    suy=sums.suy + np.bincount(zero_codes, zero_u * change, k),
-                    syy=sums.syy + np.bincount(
-                        zero_codes, imputed * imputed - floored * floored, k
-                    ),
-                )
-                self.prior_ = fit_prior(prior_sample(censored), start_from=self.prior_)
-            sums = censored
-        post = posterior(sums, self.prior_, self.prior_scale)
+        if self.censored_at_zero and (target <= 0).any():
+            sums = self._censored(sums, codes, u, target)
+        self.newest_only_ = posterior(sums, self.prior_, self.prior_scale)
         self.product_codes_ = products
         self.rows_ = sums.n.astype(np.int64)
+        self.history_at_ = np.full(len(products), -1, dtype=np.int64)
+        self.jumped_ = np.zeros(len(products))
+        self.transition_: Optional[Transition] = None
+        self.week_ = Week(self.prior_, self.x_centre_, self.x_scale_, weeks)
+        post = self.newest_only_
+        if history is not None and len(history.products.codes):
+            post = self._with_history(sums, post, history)
         self.intercepts_, self.slopes_ = self._to_orders(post.mean[:, 0], post.mean[:, 1])
         catalogue = self._to_orders(self.prior_.mean[:1], self.prior_.mean[1:])
         self.catalogue_intercept_ = float(catalogue[0][0])
@@ -108,6 +108,61 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         self.n_features_in_ = 2
         self.feature_names_in_ = np.asarray([PRODUCT, ORDERS], dtype=object)
         return self
+
+    def _censored(self, sums: Sums, codes: np.ndarray, u: np.ndarray, target: np.ndarray
+                  ) -> Sums:
+        """Return the sums with each floored row's hours replaced by their expectation below
+        zero under the fit (EM for a Tobit model), refitting the prior each round.
+
+        Each round swaps the floored rows' values for their imputed ones in the sums, so the
+        millions of other rows are summed only once; and it needs the lines of the products
+        with floored rows only (each product's posterior is its own).
+        """
+        zero = np.flatnonzero(target <= 0)
+        few, at = np.unique(codes[zero], return_inverse=True)
+        zero_u, floored, zero_codes = u[zero], target[zero], codes[zero]
+        k = len(sums.n)
+        censored = sums
+        for _ in range(CENSORED_ROUNDS):
+            post = posterior(sums_of(censored, few), self.prior_, self.prior_scale)
+            line = post.mean[at, 0] + post.mean[at, 1] * zero_u
+            sd = np.sqrt(self.prior_.noise_var)
+            ratio = np.exp(norm.logpdf(line / sd) - norm.logsf(line / sd))
+            imputed = line - sd * ratio  # E[hours | hours <= 0] under the fit
+            change = imputed - floored
+            censored = sums._replace(
+                sy=sums.sy + np.bincount(zero_codes, change, k),
+                suy=sums.suy + np.bincount(zero_codes, zero_u * change, k),
+                syy=sums.syy + np.bincount(zero_codes, imputed * imputed - floored * floored, k),
+            )
+            self.prior_ = fit_prior(prior_sample(censored), start_from=self.prior_)
+        return censored
+
+    def _with_history(self, sums: Sums, post: Posterior, history: History) -> Posterior:
+        """Return the posterior lines with those of products with a history learned from it
+        too, the transition fitted from last week's state to this week's prior."""
+        self.history_at_ = history.products.codes.find_many(self.product_codes_)
+        known = np.flatnonzero(self.history_at_ >= 0)
+        if not len(known):
+            return post
+        own = subset(history.products, self.history_at_[known])
+        rows = sums_of(sums, known)
+        self.transition_ = fit_transition(self.week_, rows, own, history.transition)
+        learned, jumped = learn(self.week_, rows, own, self.transition_)
+        mean, cov = post.mean.copy(), post.cov.copy()
+        mean[known], cov[known] = learned.mean, learned.cov
+        self.jumped_[known] = jumped
+        return Posterior(mean, cov)
+
+    def next_history(self, history: Optional[History], tranche_key: str) -> History:
+        """Return the state this fit leaves for next week's (history.advance)."""
+        check_is_fitted(self, "intercepts_")
+        mean = np.column_stack([self.intercepts_, self.slopes_])
+        _, cov = to_orders(mean, self.posterior_cov_, self.x_centre_, self.x_scale_)
+        seen = ProductHistory(self.product_codes_, mean, cov,
+                              np.zeros(len(mean), np.int16), np.ones(len(mean), np.int16))
+        return advance(self.week_, seen, history, self.history_at_, self.transition_,
+                       tranche_key)
 
     def _to_orders(self, alpha: np.ndarray, beta: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         slope = beta / self.x_scale_

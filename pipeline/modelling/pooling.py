@@ -77,7 +77,8 @@ def sums_of(s: Sums, products: np.ndarray) -> Sums:
 
 class _Solved(NamedTuple):
     """Per product, about the prior mean m with covariance C: A = X'X, X'r = X'y - A m,
-    M = (v C^-1 + A)^-1 = G^-1 C with G = v I + C A, z = M X'r, and det G.
+    M = (v C^-1 + A)^-1 = G^-1 C with G = v I + C A, z = M X'r, and det G; the posterior
+    line is m + z, its covariance (C^-1 + A / v)^-1 = v M.
 
     Stacked matrices are (2, 2, products) and vectors (2, products): each term is then one
     contiguous array, and np.einsum multiplies them as fast as plain arithmetic.
@@ -107,7 +108,7 @@ def _apply(a: np.ndarray, x: np.ndarray) -> np.ndarray:
     return product
 
 
-def _inverse(g: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def inverse_2x2(g: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Return the inverses and determinants of stacked 2x2 matrices (adjugate over
     determinant, in plain arithmetic)."""
     det = g[0, 0] * g[1, 1] - g[0, 1] * g[1, 0]
@@ -126,9 +127,31 @@ def _solve(s: Sums, mean: np.ndarray, cov: np.ndarray, noise_var: float) -> _Sol
     g = _times(cov, gram)
     g[0, 0] += noise_var
     g[1, 1] += noise_var
-    g_inverse, det = _inverse(g)
+    g_inverse, det = inverse_2x2(g)
     m = _times(g_inverse, cov)
     return _Solved(gram, xr, m, _apply(m, xr), det)
+
+
+def _residual_squares(s: Sums, mean: np.ndarray, gram: np.ndarray) -> np.ndarray:
+    """Each product's |y - X m|^2 about its prior mean."""
+    xy = np.array([s.sy, s.suy])
+    rr: np.ndarray = s.syy - 2 * (mean * xy).sum(0) + (mean * _apply(gram, mean)).sum(0)
+    return rr
+
+
+def marginals(s: Sums, mean: np.ndarray, cov: np.ndarray, noise_var: float
+              ) -> Tuple[np.ndarray, Posterior]:
+    """Return each product's log likelihood of its rows under its prior line N(mean, cov), the
+    line integrated out, and its posterior line. `mean` is (2,) or (2, products) and `cov`
+    (2, 2) or (2, 2, products): one prior for all products, or one each."""
+    v = noise_var
+    t = _solve(s, mean, cov, v)
+    mean = np.broadcast_to(mean.reshape(2, -1), t.xr.shape)
+    rr = _residual_squares(s, mean, t.gram)
+    quad = (t.xr * t.z).sum(0)
+    log_likelihood = -0.5 * (s.n * np.log(2 * np.pi * v) + np.log(t.det / (v * v))
+                             + (rr - quad) / v)
+    return log_likelihood, Posterior((mean + t.z).T, packed(v * t.m))
 
 
 def negative_log_marginal(s: Sums, prior: Prior) -> Tuple[float, np.ndarray, np.ndarray, float]:
@@ -142,7 +165,7 @@ def negative_log_marginal(s: Sums, prior: Prior) -> Tuple[float, np.ndarray, np.
     """
     mean, v = prior.mean, prior.noise_var
     t = _solve(s, mean, prior.cov, v)
-    rr = s.syy - 2 * (mean @ np.array([s.sy, s.suy])) + mean @ _apply(t.gram, mean)
+    rr = _residual_squares(s, mean[:, None], t.gram)
     quad = (t.xr * t.z).sum(0)
     total = s.n.sum() * np.log(2 * np.pi * v) + np.log(t.det / (v * v)).sum()
     total += (rr - quad).sum() / v
@@ -226,10 +249,7 @@ def posterior(s: Sums, prior: Prior, prior_scale: float = 1.0) -> Posterior:
     """Return each product's posterior line given the prior, its strength scaled."""
     if np.isinf(prior_scale):
         return _alone(s, prior)
-    v = prior.noise_var
-    # Posterior mean m + M X'r = m + z; covariance (C^-1 + A / v)^-1 = v M.
-    t = _solve(s, prior.mean, prior.cov * prior_scale, v)
-    return Posterior((prior.mean[:, None] + t.z).T, _packed(v * t.m))
+    return marginals(s, prior.mean, prior.cov * prior_scale, prior.noise_var)[1]
 
 
 def _alone(s: Sums, prior: Prior) -> Posterior:
@@ -238,16 +258,21 @@ def _alone(s: Sums, prior: Prior) -> Posterior:
     sxx = s.suu - s.su**2 / np.maximum(s.n, 1)
     ok = (s.n >= MIN_ROWS_ALONE) & (sxx > 1e-12)
     gram[:, :, ~ok] = np.eye(2)[:, :, None]  # a stand-in, replaced below
-    inverse, _ = _inverse(gram)
+    inverse, _ = inverse_2x2(gram)
     mean = _apply(inverse, np.array([s.sy, s.suy])).T
-    cov = _packed(prior.noise_var * inverse)
-    mean[~ok], cov[~ok] = prior.mean, _packed(prior.cov[:, :, None])[0]
+    cov = packed(prior.noise_var * inverse)
+    mean[~ok], cov[~ok] = prior.mean, packed(prior.cov[:, :, None])[0]
     return Posterior(mean, cov)
 
 
-def _packed(cov: np.ndarray) -> np.ndarray:
+def packed(cov: np.ndarray) -> np.ndarray:
     """Stacked symmetric 2x2 matrices as rows of var(a), cov(a, b), var(b)."""
     return np.stack([cov[0, 0], cov[0, 1], cov[1, 1]], -1)
+
+
+def stacked(cov: np.ndarray) -> np.ndarray:
+    """Rows of var(a), cov(a, b), var(b) as stacked 2x2 matrices (2, 2, products)."""
+    return np.array([[cov[:, 0], cov[:, 1]], [cov[:, 1], cov[:, 2]]])
 
 
 def line_values(mean: np.ndarray, codes: np.ndarray, u: np.ndarray) -> np.ndarray:
