@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     max_artifact_bytes: int = Field(
         128 * 1024 * 1024, gt=0, description="larger artifacts skipped"
     )
+    # The history training carries from week to week: about 45 bytes a product with
+    # 10-character codes (a line and its covariance in doubles, two week counts).
+    max_state_bytes: int = Field(
+        256 * 1024 * 1024, gt=0, description="larger states not read (training starts afresh)"
+    )
     # Training removes temporary files and unpublished artifacts older than this: longer
     # than any run may take, so a publication in progress is never disturbed.
     leftover_max_age_hours: float = Field(

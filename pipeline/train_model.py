@@ -6,17 +6,21 @@ Steps:
 2. Read and validate it: refuse it, naming every problem, or trim codes and drop bad rows
    with a warning; drop gross outliers per product, with a count.
 3. Compare it with the live model's training data and warn, naming what drifted.
-4. Split each product's rows into training and held-out rows; fit the pooled lines.
-5. Evaluate R² and MAE on the held-out rows; refuse below the error threshold, warn below the
+4. Read the history the live model's run left (each product's line as the weeks before
+   taught it); without one, start from the live model's lines, or from nothing.
+5. Split each product's rows into training and held-out rows; fit the pooled lines, from
+   the history and this week's rows (pipeline/modelling/history.py).
+6. Evaluate R² and MAE on the held-out rows; refuse below the error threshold, warn below the
    warning threshold; check the served estimates' logic within what the noise allows.
-6. Carry forward the live model's products missing this week (for a bounded number of weeks).
-7. Score the live model on the same held-out rows; refuse a new model worse beyond tolerance.
+7. Carry forward the products missing this week, as the history leaves them, for a bounded
+   number of weeks; then drop them. Leave the history for next week.
+8. Score the live model on the same held-out rows; refuse a new model worse beyond tolerance.
    Calibrate the promises on the held-out rows; warn if their coverage, measured on rows that
    did not calibrate them, is off beyond sampling noise (pipeline/modelling/promise_fit.py).
    Add both models' promise coverage at 0.9 on the same rows to the comparison: the live
    model's is how last week's promises held on this week.
-8. Publish the review report (with both models' promise calibration), the artifact, then its
-   metadata (version, metrics, comparison, lineage, profile).
+9. Publish the review report (with both models' promise calibration), the artifact, the
+   history, then the metadata (version, metrics, comparison, lineage, profile).
 """
 from typing import Optional
 
@@ -32,7 +36,9 @@ from pipeline.modelling.estimator import PooledLinearRegressor
 from pipeline.modelling.evaluation import MAX_MAE_REGRESSION
 from pipeline.logs import configure_logger
 from pipeline.registry.published import load_live_model
+from pipeline.modelling.history import MAX_UNSEEN_WEEKS
 from pipeline.registry.store import Store, open_store
+from pipeline.training.history_steps import HISTORY_MODES, load_history
 from pipeline.training.provenance import already_published, run_fingerprint
 from pipeline.training.publication import Publication, publish
 from pipeline.training.steps import (
@@ -67,21 +73,25 @@ def main(
     max_mae_regression: float = MAX_MAE_REGRESSION,
     force: bool = False,
     live_version: Optional[str] = None,
-    max_carry_weeks: int = MAX_CARRY_WEEKS,
+    max_carry_weeks: Optional[int] = None,
     estimator: Optional[PooledLinearRegressor] = None,
+    history: str = "on",
 ) -> str:
     """Run the stage; return the published model's version. TrainingRefused if refused.
 
-    `estimator` (cloned before fitting) lets a data scientist try other settings.
+    `estimator` (cloned before fitting) lets a data scientist try other settings;
+    `history` "off" learns from this week's tranche alone, as before history.
     """
     log.info("Starting train-model stage.")
+    if max_carry_weeks is None:
+        max_carry_weeks = MAX_UNSEEN_WEEKS if history == "on" else MAX_CARRY_WEEKS
     run = RunSettings(r2_error_threshold, r2_warning_threshold, max_mae_regression, force,
-                      live_version, max_carry_weeks)
+                      live_version, max_carry_weeks, history)
     clock = Stopwatch()
     tranche = fetch_tranche(store)
     fingerprint = run_fingerprint(
         tranche.sha256, r2_error_threshold, r2_warning_threshold, max_mae_regression,
-        live_version, max_carry_weeks, estimator,
+        live_version, max_carry_weeks, estimator, history,
     )
     done = None if force else already_published(store, fingerprint)
     if done:
@@ -91,16 +101,17 @@ def main(
     live = load_live_model(store, signing_key, live_version)
     prepared = prepare_data(tranche, live)
     tranche = tranche._replace(raw=b"")  # a 10M-row file is 180 MB: let it go once parsed
+    start = load_history(store, live, tranche.key, history, signing_key)
     clock.lap("load_and_validate")
-    fitted = fit_lines(prepared.data, estimator)
+    fitted = fit_lines(prepared.data, estimator, start)
     clock.lap("fit")
     check_fitted(fitted, prepared.data, run)
-    catalogue = extend_catalogue(fitted, live, run)
-    comparison = judge_against_live(catalogue.model, live, fitted.split.test, run)
-    calibrated = calibrate_promises(fitted, catalogue.model, live, prepared.warnings)
+    extended = extend_catalogue(fitted, live, run, start, tranche.key)
+    comparison = judge_against_live(extended.catalogue.model, live, fitted.split.test, run)
+    calibrated = calibrate_promises(fitted, extended, live, prepared.warnings)
     comparison = judge_promises(comparison, calibrated, live, fitted.split.test)
     clock.lap("evaluate_and_check")
-    return publish(store, Publication(tranche, prepared, fitted, catalogue, comparison,
+    return publish(store, Publication(tranche, prepared, fitted, extended, start, comparison,
                                       calibrated, run, fingerprint, clock.laps), signing_key)
 
 
@@ -138,9 +149,18 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--carry-weeks",
-        type=number_in(0, 52, "weeks", int),
-        default=MAX_CARRY_WEEKS,
-        help="weeks a product missing from the tranche keeps the live model's estimate",
+        type=number_in(0, 104, "weeks", int),
+        default=None,
+        help=f"tranches in a row a product may miss and still be answered (default "
+        f"{MAX_UNSEEN_WEEKS}, about a year; {MAX_CARRY_WEEKS} with --history off)",
+    )
+    parser.add_argument(
+        "--history",
+        choices=HISTORY_MODES,
+        default="on",
+        help="on: learn from the history of every week before (the state the live model's "
+        "run left); off: from the newest tranche alone, as before, for comparison and "
+        "emergencies",
     )
     args = parser.parse_args()
     if args.r2_error_threshold > args.r2_warning_threshold:
@@ -160,4 +180,5 @@ if __name__ == "__main__":
             settings.model_version,
             args.carry_weeks,
             PooledLinearRegressor(prior_scale=args.prior_scale),
+            args.history,
         )

@@ -26,6 +26,7 @@ class Catalogue(NamedTuple):
     dropped: int  # products the service says were dropped
     newly_dropped: int
     newly_dropped_examples: List[str]
+    carried_from: np.ndarray  # each carried product's position in the model it came from
 
 
 def carry_forward(
@@ -36,7 +37,7 @@ def carry_forward(
 ) -> Catalogue:
     """Add the live model's products missing from this week, or drop them once too old."""
     if live is None or not len(live):
-        return Catalogue(fitted, 0, 0, 0, [])
+        return Catalogue(fitted, 0, 0, 0, [], np.zeros(0, np.int64))
     this_week = fitted.product_codes
     missing = np.ones(len(live), dtype=bool)
     found = live.product_codes.find_many(this_week)  # as the champion comparison asks again
@@ -64,4 +65,4 @@ def carry_forward(
         state,
     )
     examples = live.product_codes.take(newly[:SHOWN_CODES]).tolist()
-    return Catalogue(model, len(carry), len(dropped), len(newly), examples)
+    return Catalogue(model, len(carry), len(dropped), len(newly), examples, carry)

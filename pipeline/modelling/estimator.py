@@ -32,8 +32,8 @@ from pipeline.modelling.history import (
     ProductHistory,
     Transition,
     Week,
-    advance,
     fit_transition,
+    from_lines,
     learn,
     subset,
     to_orders,
@@ -154,15 +154,12 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         self.jumped_[known] = jumped
         return Posterior(mean, cov)
 
-    def next_history(self, history: Optional[History], tranche_key: str) -> History:
-        """Return the state this fit leaves for next week's (history.advance)."""
+    def fitted_history(self) -> ProductHistory:
+        """This week's products as seen once: their posterior lines in orders placed."""
         check_is_fitted(self, "intercepts_")
         mean = np.column_stack([self.intercepts_, self.slopes_])
         _, cov = to_orders(mean, self.posterior_cov_, self.x_centre_, self.x_scale_)
-        seen = ProductHistory(self.product_codes_, mean, cov,
-                              np.zeros(len(mean), np.int16), np.ones(len(mean), np.int16))
-        return advance(self.week_, seen, history, self.history_at_, self.transition_,
-                       tranche_key)
+        return from_lines(self.product_codes_, mean, cov, np.zeros(len(mean)))
 
     def _to_orders(self, alpha: np.ndarray, beta: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         slope = beta / self.x_scale_

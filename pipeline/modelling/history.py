@@ -212,38 +212,40 @@ def learn(week: Week, rows: Sums, history: ProductHistory, transition: Transitio
     return Posterior(mean, cov), jumped
 
 
-def unseen_lines(week: Week, history: ProductHistory, transition: Transition
-                 ) -> Tuple[np.ndarray, np.ndarray]:
-    """Return the lines of products with no rows this week, as their prior leaves them, in
-    orders placed: means (products, 2) and packed covariances (products, 3)."""
+def carried(week: Week, history: ProductHistory, transition: Transition) -> ProductHistory:
+    """Return every product of the history as this week's prior leaves it, before its rows:
+    its line and covariance in orders placed, its weeks as they were."""
     mean, cov = carried_prior(week, history.mean, history.cov, transition)
-    return to_orders(mean.T, packed(cov), week.centre, week.scale)
+    lines, covs = to_orders(mean.T, packed(cov), week.centre, week.scale)
+    return history._replace(mean=lines, cov=covs)
 
 
-def advance(week: Week, seen: ProductHistory, history: Optional[History], seen_at: np.ndarray,
-            transition: Optional[Transition], tranche_key: str) -> History:
-    """Return the state this week leaves: the products seen this week (`seen`, their
-    positions in the history `seen_at`, -1 for new ones), then every product of the history
-    unseen this week as its prior leaves it, dropped once unseen for MAX_UNSEEN_WEEKS."""
-    transition = transition or (history.transition if history else START)
-    if history is None:
-        return History(seen, tranche_key, 1, transition)
-    old = history.products
-    seen_weeks = seen.weeks_seen.copy()
-    seen_weeks[seen_at >= 0] += old.weeks_seen[seen_at[seen_at >= 0]]
-    missing = np.ones(len(old.codes), dtype=bool)
+def advance(seen: ProductHistory, before: ProductHistory, seen_at: np.ndarray,
+            max_unseen: int = MAX_UNSEEN_WEEKS) -> ProductHistory:
+    """Return the products' history after this week: those seen (`seen`, their positions in
+    `before` in `seen_at`, -1 for new ones), then those of `before` (carried to this week)
+    unseen this week, one tranche older, unless unseen for more than `max_unseen`."""
+    weeks_seen = seen.weeks_seen.astype(np.int64)
+    weeks_seen[seen_at >= 0] += before.weeks_seen[seen_at[seen_at >= 0]]
+    missing = np.ones(len(before.codes), dtype=bool)
     missing[seen_at[seen_at >= 0]] = False
-    weeks_unseen = old.weeks_unseen.astype(np.int64) + week.weeks
-    kept = np.flatnonzero(missing & (weeks_unseen <= MAX_UNSEEN_WEEKS))
-    unseen = subset(old, kept)
-    mean, cov = unseen_lines(week, unseen, transition)
-    products = ProductHistory(
-        seen.codes.concat(unseen.codes), np.concatenate([seen.mean, mean]),
-        np.concatenate([seen.cov, cov]),
+    weeks_unseen = before.weeks_unseen.astype(np.int64) + 1
+    kept = np.flatnonzero(missing & (weeks_unseen <= max_unseen))
+    unseen = subset(before, kept)
+    return ProductHistory(
+        seen.codes.concat(unseen.codes), np.concatenate([seen.mean, unseen.mean]),
+        np.concatenate([seen.cov, unseen.cov]),
         np.concatenate([seen.weeks_unseen, weeks_unseen[kept]]).astype(np.int16),
-        np.concatenate([seen_weeks, unseen.weeks_seen]).astype(np.int16),
+        np.concatenate([weeks_seen, unseen.weeks_seen]).astype(np.int16),
     )
-    return History(products, tranche_key, history.weeks + 1, transition)
+
+
+def from_lines(codes: ProductCodes, lines: np.ndarray, cov: np.ndarray,
+               weeks_unseen: np.ndarray) -> ProductHistory:
+    """A history that starts from lines (a model's, or this week's fit) and their packed
+    covariances, all in orders placed: each product as seen once."""
+    return ProductHistory(codes, lines, cov, np.asarray(weeks_unseen, dtype=np.int16),
+                          np.ones(len(codes), dtype=np.int16))
 
 
 def subset(history: ProductHistory, positions: np.ndarray) -> ProductHistory:

@@ -21,7 +21,7 @@ Steps, at training (`fit_promise`):
 How promises are judged (coverage on rows that did not calibrate them, week after week) is
 promise_check.py; serving is artifact/promise.py (numpy only).
 """
-from typing import Any, List, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ from pipeline.artifact.promise import PROBABILITIES, PromiseParams, Promises
 from pipeline.codes.numbering import row_positions
 from pipeline.codes.product_codes import ProductCodes
 from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
+from pipeline.modelling.history import to_standard
 
 Codes = Union[ProductCodes, Sequence[str]]
 
@@ -56,9 +57,14 @@ def fit_promise(
                      calibration)
 
 
-def promise_shape(estimator: Any, served_codes: Codes, train: pd.DataFrame
-                  ) -> PromiseParams:
-    """Return the promise parameters but the score quantiles: steps 1 to 3, on training rows."""
+def promise_shape(estimator: Any, served_codes: Codes, train: pd.DataFrame,
+                  carried_cov: Optional[np.ndarray] = None) -> PromiseParams:
+    """Return the promise parameters but the score quantiles: steps 1 to 3, on training rows.
+
+    The served products not fitted this week (carried, after the fitted ones) have noise
+    ratio 1 and the line covariances `carried_cov` (in orders placed, as their history
+    leaves them), or the catalogue prior's.
+    """
     served_codes = ProductCodes.of(served_codes)
     k = len(estimator.product_codes_)
     rows = np.bincount(estimator.product_index(train[PRODUCT]), minlength=k)
@@ -90,6 +96,10 @@ def promise_shape(estimator: Any, served_codes: Codes, train: pd.DataFrame
     # In single precision, as served and calibrated: seven digits of each product's spread
     # are far more than its rows pin down, and a million products' artifact is 15 MB smaller.
     line_cov = np.tile(prior_terms.astype(np.float32), (len(served_codes), 1))
+    if carried_cov is not None and len(carried_cov):
+        _, carried_u = to_standard(np.zeros((len(carried_cov), 2)), carried_cov,
+                                   estimator.x_centre_, estimator.x_scale_)
+        line_cov[len(served_codes) - len(carried_cov):] = carried_u
     line_cov[known] = np.asarray(estimator.posterior_cov_)[served_at[known]]
     noise_ratio = np.ones(len(served_codes), dtype=np.float32)
     noise_ratio[known] = np.sqrt(ratio2[served_at[known]])

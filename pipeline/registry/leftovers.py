@@ -1,8 +1,8 @@
 """Remove what killed or failed runs left in the store, so that it cannot fill a small disk.
 
 A run killed while writing leaves a hidden temporary file (`.tmp-*`, local stores only); a
-run that died between writing an artifact and its metadata leaves an artifact that was never
-published. Both are removed once older than the longest a run may take
+run that died between writing an artifact or a state and its metadata leaves an object that
+was never published. Both are removed once older than the longest a run may take
 (TTD_LEFTOVER_MAX_AGE_HOURS), so a publication in progress in a concurrent run is never
 disturbed. Published models (an artifact with its metadata) and datasets are never touched.
 """
@@ -11,6 +11,7 @@ from typing import List, Optional
 
 from pipeline.logs import configure_logger
 from pipeline.registry.published import MODEL_STEM, MODELS_PREFIX
+from pipeline.registry.states import STATE_SUFFIX
 from pipeline.settings import Settings
 from pipeline.registry.store import Store, StoredObject, StoreError
 from pipeline.data.tranche import DATASETS_PREFIX
@@ -28,10 +29,9 @@ def find_leftovers(objects: List[StoredObject], older_than: float) -> List[Store
     for obj in objects:
         name = obj.key.rsplit("/", 1)[-1]
         temporary = name.startswith(TEMPORARY_PREFIX)
-        unpublished = (
-            obj.key.startswith(stem)
-            and obj.key.endswith(".joblib")
-            and obj.key[: -len(".joblib")] + ".json" not in keys
+        unpublished = obj.key.startswith(stem) and any(
+            obj.key.endswith(suffix) and obj.key[: -len(suffix)] + ".json" not in keys
+            for suffix in (".joblib", STATE_SUFFIX)
         )
         if (temporary or unpublished) and obj.modified < older_than:
             leftovers.append(obj)

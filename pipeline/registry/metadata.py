@@ -69,6 +69,20 @@ class CatalogueSection(Section):
     dropped: List[str] = []  # before the catalogue change
 
 
+class HistorySection(Section):
+    """What the weeks before taught the model (since learning from every week)."""
+
+    mode: Optional[str] = None  # "on": learned with the history; "off": this week alone
+    state_key: Optional[str] = None  # the state this run left, for the next
+    state_sha256: Optional[str] = None
+    started_from: Optional[str] = None  # the state this run learned from (lineage)
+    began: Optional[str] = None  # how the run began: from that state, a model's lines, fresh
+    weeks: Optional[int] = None  # weekly tranches that inform the model
+    transition: Dict[str, Any] = {}
+    products: Optional[int] = None  # products the state holds
+    jumped: Optional[int] = None  # products whose line jumped this week (chance over half)
+
+
 class PoolingSection(Section):
     catalogue_intercept: Optional[float] = None
     catalogue_slope: Optional[float] = None
@@ -123,6 +137,9 @@ class ModelMetadata(BaseModel):
 
     def catalogue_section(self) -> CatalogueSection:
         return self._section(CatalogueSection, self.extra("catalogue"))
+
+    def history_section(self) -> HistorySection:
+        return self._section(HistorySection, self.extra("history"))
 
     def pooling_section(self) -> PoolingSection:
         return self._section(PoolingSection, self.extra("pooling"))

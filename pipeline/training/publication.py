@@ -10,7 +10,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 import pandas as pd
 
 from pipeline.data import drift
-from pipeline.modelling.catalogue import MAX_DROPPED_WEEKS, Catalogue
+from pipeline.modelling.catalogue import MAX_DROPPED_WEEKS
 from pipeline.modelling.evaluation import served_estimates
 from pipeline.logs import configure_logger
 from pipeline.artifact.model import ARTIFACT_FORMAT
@@ -30,6 +30,8 @@ from pipeline.registry.published import (
     signed_metadata,
     write_model,
 )
+from pipeline.registry.states import Written, serialise_state, state_section
+from pipeline.training.history_steps import Extended, Start
 from pipeline.training.report import HistoryPoint, ReportInputs, render
 from pipeline.registry.store import Store
 from pipeline.training.provenance import git_commit, library_versions
@@ -52,7 +54,8 @@ class Publication(NamedTuple):
     tranche: Tranche
     prepared: Prepared
     fitted: Fitted
-    catalogue: Catalogue
+    extended: Extended
+    start: Start
     comparison: Optional[Comparison]
     calibrated: Calibrated
     run: RunSettings
@@ -60,10 +63,11 @@ class Publication(NamedTuple):
     timings: Dict[str, float]
 
 
-def build_metadata(version: str, artifact: bytes, made: Publication) -> ModelMetadata:
+def build_metadata(version: str, artifact: bytes, state: Written, made: Publication
+                   ) -> ModelMetadata:
     """Return the new model's metadata: version, metrics, comparison, lineage, profile."""
     fitted, tranche, data = made.fitted, made.tranche, made.prepared.data
-    metrics, estimator, catalogue = fitted.metrics, fitted.estimator, made.catalogue
+    metrics, estimator, catalogue = fitted.metrics, fitted.estimator, made.extended.catalogue
     return ModelMetadata(
         model_version=version,
         created_at=datetime.now(timezone.utc).isoformat(),
@@ -104,6 +108,10 @@ def build_metadata(version: str, artifact: bytes, made: Publication) -> ModelMet
             "max_carry_weeks": made.run.max_carry_weeks,
             "max_dropped_weeks": MAX_DROPPED_WEEKS,
         },
+        history=state_section(
+            state, made.start.started_from, made.start.began, made.extended.history,
+            {"mode": made.run.history, "jumped": int((estimator.jumped_ > 0.5).sum())},
+        ),
         pooling={
             "catalogue_intercept": estimator.catalogue_intercept_,
             "catalogue_slope": estimator.catalogue_slope_,
@@ -122,18 +130,21 @@ def publish(store: Store, made: Publication, signing_key: Optional[bytes]) -> st
     """Check the model as the service will, write its report, then publish it; return its
     version."""
     version = new_model_version()
-    artifact = serialise_model(made.catalogue.model, made.calibrated.promise)
-    metadata = build_metadata(version, artifact, made)
+    artifact = serialise_model(made.extended.catalogue.model, made.calibrated.promise)
+    state = serialise_state(made.extended.history)
+    written = Written.of(version, state)
+    metadata = build_metadata(version, artifact, written, made)
     metadata_json = signed_metadata(metadata, signing_key)
     try:  # before anything is written: what the service would refuse is never published
         check_servable(version, artifact, metadata_json, signing_key)
     except ModelVerificationError as exc:
         raise TrainingRefused(f"{exc}; nothing was published") from exc
     review = review_report(
-        store, metadata, made.comparison, made.fitted.split.test, made.catalogue.model,
+        store, metadata, made.comparison, made.fitted.split.test, made.extended.catalogue.model,
         made.prepared.warnings, report_calibrations(version, made),
     )
     store.put_new(report_key(version), review.encode("utf-8"))
+    store.put_new(written.key, state)  # before the metadata that makes the model visible
     metadata_location = write_model(store, version, artifact, metadata_json)  # as checked
     signed = "signed" if signing_key else "unsigned (no TTD_SIGNING_KEY)"
     log.info(f"Published model {version} to {store.location(metadata_location)}, {signed}")

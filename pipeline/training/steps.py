@@ -11,7 +11,6 @@ import pandas as pd
 from sklearn.base import clone
 
 from pipeline.data import drift
-from pipeline.modelling.catalogue import Catalogue, carry_forward
 from pipeline.modelling.estimator import PooledLinearRegressor
 from pipeline.modelling.evaluation import (
     Comparison,
@@ -51,6 +50,7 @@ from pipeline.data.tranche import (
 )
 from pipeline.data.reading import read_tranche
 from pipeline.data.validation import validate_tranche
+from pipeline.training.history_steps import Extended, Start, extend
 
 log = configure_logger(__name__)
 
@@ -68,6 +68,7 @@ class RunSettings(NamedTuple):
     force: bool
     live_version: Optional[str]
     max_carry_weeks: int
+    history: str = "on"  # "off": this week's tranche alone, as before learning from history
 
 
 class Tranche(NamedTuple):
@@ -179,11 +180,14 @@ def prepare_data(tranche: Tranche, live: Optional[LoadedModel]) -> Prepared:
     return Prepared(screened.data, warnings, len(screened.outliers), shifts)
 
 
-def fit_lines(data: pd.DataFrame, estimator: Optional[PooledLinearRegressor]) -> Fitted:
-    """Hold out a fifth of each product's rows, fit the pooled lines, score the held-out."""
+def fit_lines(data: pd.DataFrame, estimator: Optional[PooledLinearRegressor], start: Start
+              ) -> Fitted:
+    """Hold out a fifth of each product's rows, fit the pooled lines (from the history the
+    run starts from, if any), score the held-out rows."""
     split = split_by_product(data)
     fitted = clone(estimator or PooledLinearRegressor())
-    fitted.fit(split.train[[PRODUCT, ORDERS]], split.train[HOURS])
+    fitted.fit(split.train[[PRODUCT, ORDERS]], split.train[HOURS], history=start.history,
+               weeks=start.weeks)
     model = fitted.served_model()
     metrics = evaluate(model, split.test)
     log.info(
@@ -212,17 +216,31 @@ def check_fitted(fitted: Fitted, data: pd.DataFrame, run: RunSettings) -> None:
         )
 
 
-def extend_catalogue(fitted: Fitted, live: Optional[LoadedModel], run: RunSettings) -> Catalogue:
-    """Carry the live model's missing products forward for a while, then drop them."""
-    catalogue = carry_forward(fitted.model, live.model if live else None, run.max_carry_weeks)
+def extend_catalogue(fitted: Fitted, live: Optional[LoadedModel], run: RunSettings,
+                     start: Start, tranche_key: str) -> Extended:
+    """Carry the products missing this week forward for a while, then drop them; leave the
+    history for next week's run."""
+    extended = extend(fitted.estimator, fitted.model, live, start, tranche_key,
+                      run.max_carry_weeks)
+    catalogue = extended.catalogue
     examples = ", ".join(catalogue.newly_dropped_examples)
+    source = "from the history" if start.history is not None else "from the live model"
     log.info(
         f"Products: {len(fitted.model)} fitted, {pooled(fitted)} of them pooled toward the "
         f"catalogue line (fewer than {MIN_ROWS_ALONE} rows); {catalogue.carried} carried "
-        f"forward from the live model; {catalogue.newly_dropped} dropped after "
+        f"forward {source}; {catalogue.newly_dropped} dropped after "
         f"{run.max_carry_weeks} week(s) missing" + (f" (e.g. {examples})" if examples else "")
     )
-    return catalogue
+    transition = fitted.estimator.transition_
+    if transition is not None:
+        log.info(
+            f"Learned from {extended.history.weeks - 1} earlier week(s): each week keeps "
+            f"{transition.keep:.1%} of a line's information; lines scaled by "
+            f"{transition.scale[1]:.3f} (rates) and {transition.scale[0]:.3f} (base hours); "
+            f"{int((fitted.estimator.jumped_ > 0.5).sum())} product(s) whose rows broke "
+            f"with their past (a jump, chance {transition.jump:.2%} a week)"
+        )
+    return extended
 
 
 def pooled(fitted: Fitted) -> int:
@@ -259,13 +277,14 @@ def judge_against_live(
 
 
 def calibrate_promises(
-    fitted: Fitted, model: ProductLinearModel, live: Optional[LoadedModel], warnings: List[str]
+    fitted: Fitted, extended: Extended, live: Optional[LoadedModel], warnings: List[str]
 ) -> Calibrated:
     """Calibrate the promises on the held-out rows; warn (never refuse) if their coverage,
     on rows that did not calibrate them, is off beyond sampling noise. Check the live
     model's published promise on the same rows too."""
-    estimator, split, codes = fitted.estimator, fitted.split, model.product_codes
-    shape = promise_shape(estimator, codes, split.train)
+    estimator, split = fitted.estimator, fitted.split
+    codes = extended.catalogue.model.product_codes
+    shape = promise_shape(estimator, codes, split.train, extended.carried_cov)
     promise = calibrate(shape, estimator, codes, split.test)
     held = held_out_within(shape, estimator, codes, split.test, REPORT_PROBABILITIES)
     coverage = held.coverages()[REPORT_PROBABILITIES.index(CHECKED_PROBABILITY)]

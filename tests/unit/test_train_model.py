@@ -92,7 +92,7 @@ def test_train_refuses_a_truncated_tranche_after_a_full_one(
     put_tranche(store_with_tranche, tranche.iloc[:200], datetime(2021, 7, 16))
     with pytest.raises(train_model.TrainingRefused):
         train_model.main(store_with_tranche)
-    assert len(store_with_tranche.list_keys("models/")) == 3  # the first model, untouched
+    assert len(store_with_tranche.list_keys("models/")) == 4  # the first model, untouched
 
 
 def test_a_rerun_on_the_same_tranche_with_the_same_code_publishes_nothing_new(
@@ -102,7 +102,7 @@ def test_a_rerun_on_the_same_tranche_with_the_same_code_publishes_nothing_new(
     assert train_model.main(store_with_tranche) == first
     assert "was trained on this same tranche by this same code and settings: nothing to do" \
         in caplog.text
-    assert len(store_with_tranche.list_keys("models/")) == 3  # artifact, report, metadata
+    assert len(store_with_tranche.list_keys("models/")) == 4  # artifact, report, state, metadata
     other = train_model.main(store_with_tranche, r2_warning_threshold=0.6)  # other settings
     forced = train_model.main(store_with_tranche, r2_warning_threshold=0.6, force=True)
     assert len({first, other, forced}) == 3

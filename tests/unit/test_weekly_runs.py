@@ -61,7 +61,7 @@ def test_a_worse_challenger_is_refused_naming_both_maes_and_the_live_model_stays
     drop_week(store, 1)
     one_line_for_all = PooledLinearRegressor(prior_scale=0.0)
     with pytest.raises(train_model.TrainingRefused) as refused:
-        train_model.main(store, estimator=one_line_for_all)
+        train_model.main(store, estimator=one_line_for_all, history="off")
     message = str(refused.value)
     assert "held-out MAE" in message and f"live model {first}'s" in message
     assert "nothing was published" in message and "--force" in message
@@ -74,7 +74,8 @@ def test_force_publishes_a_worse_challenger_and_says_so(
     drop_week(store, 0)
     train_model.main(store)
     drop_week(store, 1)
-    forced = train_model.main(store, estimator=PooledLinearRegressor(prior_scale=0.0), force=True)
+    forced = train_model.main(store, estimator=PooledLinearRegressor(prior_scale=0.0),
+                              force=True, history="off")
     assert published_versions(store)[0] == forced
     assert "publishing anyway, as --force asks" in caplog.text
     assert load_newest_model(store).metadata.thresholds["forced"] is True  # type: ignore[attr-defined]  # noqa: E501
@@ -85,7 +86,7 @@ def test_a_wider_tolerance_accepts_what_the_default_refuses(store: LocalStore) -
     train_model.main(store)
     drop_week(store, 1)
     train_model.main(store, estimator=PooledLinearRegressor(prior_scale=0.0),
-                     max_mae_regression=5.0)
+                     max_mae_regression=5.0, history="off")
     assert len(published_versions(store)) == 2
 
 
@@ -100,15 +101,15 @@ def test_successive_good_weeks_of_a_long_tailed_catalogue_are_never_refused(
     assert len(published_versions(store)) == 3
 
 
-def test_a_missing_product_is_carried_for_a_bounded_number_of_weeks_then_dropped(
+def test_without_history_a_missing_product_keeps_its_line_for_a_few_weeks_then_is_dropped(
     store: LocalStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     drop_week(store, 0)
-    train_model.main(store, max_carry_weeks=2)
+    train_model.main(store, max_carry_weeks=2, history="off")
     first = load_newest_model(store)
     for n in (1, 2):
         drop_week(store, n, without=["SKU005"])
-        train_model.main(store, max_carry_weeks=2)
+        train_model.main(store, max_carry_weeks=2, history="off")
         loaded = load_newest_model(store)
         catalogue = loaded.metadata.model_extra["catalogue"]  # type: ignore[index]
         assert catalogue["carried_products"] == 1
@@ -117,7 +118,7 @@ def test_a_missing_product_is_carried_for_a_bounded_number_of_weeks_then_dropped
         assert loaded.model.predict_one("SKU005", 90) == first.model.predict_one("SKU005", 90)
     assert "1 carried forward from the live model" in caplog.text
     drop_week(store, 3, without=["SKU005"])
-    train_model.main(store, max_carry_weeks=2)
+    train_model.main(store, max_carry_weeks=2, history="off")
     dropped = load_newest_model(store)
     assert not dropped.model.knows("SKU005")
     assert dropped.model.catalogue.dropped.tolist() == ["SKU005"]
