@@ -8,8 +8,8 @@ Steps:
 3. Compare it with the live model's training data and warn, naming what drifted.
 4. Read the history the live model's run left (each product's line as the weeks before
    taught it); without one, start from the live model's lines, or from nothing.
-5. Split each product's rows into training and held-out rows; fit the pooled lines, from
-   the history and this week's rows (pipeline/modelling/history.py).
+5. Split each product's rows into training and held-out rows; fit the pooled lines on the
+   former, from the history and this week's rows (pipeline/modelling/history.py).
 6. Evaluate R² and MAE on the held-out rows; refuse below the error threshold, warn below the
    warning threshold; check the served estimates' logic within what the noise allows.
 7. Carry forward the products missing this week, as the history leaves them, for a bounded
@@ -103,14 +103,18 @@ def main(
     tranche = tranche._replace(raw=b"")  # a 10M-row file is 180 MB: let it go once parsed
     start = load_history(store, live, tranche.key, history, signing_key)
     clock.lap("load_and_validate")
-    fitted = fit_lines(prepared.data, estimator, start)
+    fitted = fit_lines(prepared.split, estimator, start)
     clock.lap("fit")
-    check_fitted(fitted, prepared.data, run)
+    check_fitted(fitted, prepared, run)
     extended = extend_catalogue(fitted, live, run, start, tranche.key)
-    comparison = judge_against_live(extended.catalogue.model, live, fitted.split.test, run)
-    calibrated = calibrate_promises(fitted, extended, live, prepared.warnings)
-    comparison = judge_promises(comparison, calibrated, live, fitted.split.test)
+    start = start._replace(history=None)  # carried into extended.history: let it go
+    test = prepared.split.test
+    comparison = judge_against_live(extended.catalogue.model, live, test, run)
+    calibrated = calibrate_promises(fitted, prepared.split, extended, live, prepared.warnings)
+    comparison = judge_promises(comparison, calibrated, live, test)
     clock.lap("evaluate_and_check")
+    prepared = prepared.held_out_only()  # fitted and calibrated: the training rows let go
+    del live  # judged: let go before publishing
     return publish(store, Publication(tranche, prepared, fitted, extended, start, comparison,
                                       calibrated, run, fingerprint, clock.laps), signing_key)
 

@@ -35,7 +35,6 @@ from pipeline.modelling.history import (
     fit_transition,
     from_lines,
     learn,
-    subset,
     to_orders,
 )
 from pipeline.modelling.pooling import (
@@ -145,10 +144,11 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         known = np.flatnonzero(self.history_at_ >= 0)
         if not len(known):
             return post
-        own = subset(history.products, self.history_at_[known])
+        at = self.history_at_[known]
+        lines, cov = history.products.mean[at], history.products.cov[at]
         rows = sums_of(sums, known)
-        self.transition_ = fit_transition(self.week_, rows, own, history.transition)
-        learned, jumped = learn(self.week_, rows, own, self.transition_)
+        self.transition_ = fit_transition(self.week_, rows, lines, cov, history.transition)
+        learned, jumped = learn(self.week_, rows, lines, cov, self.transition_)
         mean, cov = post.mean.copy(), post.cov.copy()
         mean[known], cov[known] = learned.mean, learned.cov
         self.jumped_[known] = jumped

@@ -118,10 +118,12 @@ def _positions(model: ProductLinearModel, rows: pd.DataFrame) -> np.ndarray:
 
 def check_model_logic(
     model: ProductLinearModel,
-    data: pd.DataFrame,
+    high: float,
+    longest: float,
     slope_sd: Optional[np.ndarray] = None,
 ) -> List[str]:
-    """Return what is wrong with the estimates served over the tranche's range (empty: ok).
+    """Return what is wrong with the estimates served up to the tranche's longest queue,
+    `high` orders, whose longest dispatch took `longest` hours (empty: nothing).
 
     The service floors estimates at zero, so a line that dips below zero at an empty queue is
     no defect. A product fails when, beyond what the noise in its slope allows (a z-score
@@ -133,10 +135,9 @@ def check_model_logic(
     count = len(model.product_codes)
     sd = np.zeros(count) if slope_sd is None else np.asarray(slope_sd, dtype=float)
     z = float(norm.isf(FALSE_ALARM_RATE / max(count, 1)))
-    high = float(data[ORDERS].max())
     at_high = intercepts + slopes * high
     margin = z * sd * max(high, 1.0)
-    ceiling = ABSURD_FACTOR * float(data[HOURS].max())
+    ceiling = ABSURD_FACTOR * longest
     problems = []
     for mask, what in (
         (slopes + z * sd <= 0, "estimates do not rise with orders placed"),

@@ -31,6 +31,7 @@ from scipy import optimize, special
 
 from pipeline.codes.product_codes import ProductCodes
 from pipeline.modelling.pooling import (
+    CHUNK_PRODUCTS,
     Posterior,
     Prior,
     Sums,
@@ -116,7 +117,13 @@ def carried_prior(week: Week, lines: np.ndarray, cov: np.ndarray, transition: Tr
                   ) -> Tuple[np.ndarray, np.ndarray]:
     """Return the mapped and forgotten prior of lines (products, 2) with packed covariances
     (products, 3) in orders placed, in standardised orders: means (2, products) and
-    covariances (2, 2, products)."""
+    covariances (2, 2, products), a chunk of products at a time."""
+    if len(lines) > CHUNK_PRODUCTS:
+        parts = [carried_prior(week, lines[at:at + CHUNK_PRODUCTS],
+                               cov[at:at + CHUNK_PRODUCTS], transition)
+                 for at in range(0, len(lines), CHUNK_PRODUCTS)]
+        return (np.concatenate([p[0] for p in parts], -1),
+                np.concatenate([p[1] for p in parts], -1))
     scale = np.asarray(transition.scale)
     mean = np.asarray(transition.shift) + scale * lines
     cov = cov * np.array([scale[0] ** 2, scale[0] * scale[1], scale[1] ** 2])
@@ -127,13 +134,23 @@ def carried_prior(week: Week, lines: np.ndarray, cov: np.ndarray, transition: Tr
 def _forget(mean: np.ndarray, cov: np.ndarray, catalogue: Prior, kept: float
             ) -> Tuple[np.ndarray, np.ndarray]:
     """The geometric mixture N(mean, cov)^kept N(catalogue)^(1 - kept), in information form."""
-    own, _ = inverse_2x2(cov)
-    shared = np.linalg.inv(catalogue.cov)[:, :, None]
+    own = _information(cov)
+    shared = _information(catalogue.cov[:, :, None])
     information = kept * own + (1.0 - kept) * shared
     forgotten, _ = inverse_2x2(information)
     weighted = (kept * np.einsum("ij...,j...->i...", own, mean)
-                + (1.0 - kept) * (shared[:, :, 0] @ catalogue.mean)[:, None])
+                + (1.0 - kept) * np.einsum("ij...,j->i...", shared, catalogue.mean))
     return np.einsum("ij...,j...->i...", forgotten, weighted), forgotten
+
+
+def _information(cov: np.ndarray) -> np.ndarray:
+    """Stacked covariances' inverses, each conditioned to at most 1e9: the catalogue's, and
+    so every product's, is nearly singular when the products' base hours are all alike
+    (in standardised orders, intercept and slope then move together), and the inverse of a
+    nearly singular matrix is mostly rounding."""
+    ridge = 1e-9 * (cov[0, 0] + cov[1, 1])
+    information, _ = inverse_2x2(cov + ridge * np.eye(2)[:, :, None])
+    return information
 
 
 def _mixture(week: Week, sums: Sums, carried: Tuple[np.ndarray, np.ndarray], jump: float
@@ -147,18 +164,19 @@ def _mixture(week: Week, sums: Sums, carried: Tuple[np.ndarray, np.ndarray], jum
     return np.exp(np.log(jump) + new - both), kept_post, new_post, both
 
 
-def fit_transition(week: Week, rows: Sums, history: ProductHistory, start: Transition
-                   ) -> Transition:
+def fit_transition(week: Week, rows: Sums, lines: np.ndarray, cov: np.ndarray,
+                   start: Transition) -> Transition:
     """Choose the transition that makes this week's rows (`rows`, a product each, aligned
-    with `history`) most likely, over at most SAMPLE_PRODUCTS products drawn at random:
-    shift, scale and keep by L-BFGS, the jump chance for each by its closed-form EM update."""
+    with their history's `lines` and `cov`) most likely, over at most SAMPLE_PRODUCTS
+    products drawn at random: shift, scale and keep by L-BFGS, the jump chance for each by
+    its closed-form EM update."""
     count = len(rows.n)
     pick = np.arange(count)
     if count > SAMPLE_PRODUCTS:
         rng = np.random.default_rng(_SAMPLE_STREAM)
         pick = np.sort(rng.choice(count, SAMPLE_PRODUCTS, replace=False))
     sums = sums_of(rows, pick)
-    lines, cov = history.mean[pick], history.cov[pick]
+    lines, cov = lines[pick], cov[pick]
     new, _ = marginals(sums, week.catalogue.mean, week.catalogue.cov, week.catalogue.noise_var)
     jump = [start.jump]
 
@@ -195,12 +213,19 @@ def _best_jump(kept: np.ndarray, new: np.ndarray, start: float) -> float:
     return jump
 
 
-def learn(week: Week, rows: Sums, history: ProductHistory, transition: Transition
+def learn(week: Week, rows: Sums, lines: np.ndarray, cov: np.ndarray, transition: Transition
           ) -> Tuple[Posterior, np.ndarray]:
-    """Return the posterior lines of products with a history (`rows` aligned with it), in
-    standardised orders (the two hypotheses' mixture, matched by one normal), and each
-    one's chance of a jump."""
-    carried = carried_prior(week, history.mean, history.cov, transition)
+    """Return the posterior lines of products with a history (`rows` aligned with their
+    history's `lines` and `cov`), in standardised orders (the two hypotheses' mixture,
+    matched by one normal), and each one's chance of a jump; a chunk at a time."""
+    if len(rows.n) > CHUNK_PRODUCTS:
+        parts = [learn(week, sums_of(rows, slice(at, at + CHUNK_PRODUCTS)),
+                       lines[at:at + CHUNK_PRODUCTS], cov[at:at + CHUNK_PRODUCTS], transition)
+                 for at in range(0, len(rows.n), CHUNK_PRODUCTS)]
+        return (Posterior(np.concatenate([p[0].mean for p in parts]),
+                          np.concatenate([p[0].cov for p in parts])),
+                np.concatenate([p[1] for p in parts]))
+    carried = carried_prior(week, lines, cov, transition)
     jumped, kept, new, _ = _mixture(week, rows, carried, transition.jump)
     weights = (1.0 - jumped)[:, None]
     mean = weights * kept.mean + (1.0 - weights) * new.mean

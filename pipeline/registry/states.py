@@ -62,7 +62,8 @@ def serialise_state(history: History) -> bytes:
         "codes_utf8": products.codes.utf8,
         "code_offsets": offsets.astype(np.int32) if offsets[-1] < 2**31 else offsets,
         "mean": np.asarray(products.mean, dtype=np.float64),
-        "cov": np.asarray(products.cov, dtype=np.float64),
+        # Single floats: seven digits of a line's uncertainty are more than its rows pin down.
+        "cov": np.asarray(products.cov, dtype=np.float32),
         "weeks_unseen": np.asarray(products.weeks_unseen, dtype=np.int16),
         "weeks_seen": np.asarray(products.weeks_seen, dtype=np.int16),
     }
@@ -92,8 +93,8 @@ def parse_state(data: bytes) -> History:
         raise ValueError("state lines are not all finite")
     t = [float(v) for v in found["transition"]]
     transition = Transition((t[0], t[1]), (t[2], t[3]), t[4], t[5])
-    products = ProductHistory(codes, found["mean"], found["cov"], found["weeks_unseen"],
-                              found["weeks_seen"])
+    products = ProductHistory(codes, found["mean"], found["cov"].astype(np.float64),
+                              found["weeks_unseen"], found["weeks_seen"])
     return History(products, str(found["tranche_key"]), int(found["weeks"]), transition)
 
 

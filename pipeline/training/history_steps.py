@@ -174,6 +174,9 @@ def extend(estimator: PooledLinearRegressor, fitted: ProductLinearModel,
         seen_at = before.codes.find_many(fitted.product_codes)
     catalogue = carry_forward(fitted, previous, max_weeks)
     products = advance(estimator.fitted_history(), before, seen_at, max_weeks)
+    # The same products in the same order: the served model's codes are the history's.
+    assert products.codes == catalogue.model.product_codes
+    products = products._replace(codes=catalogue.model.product_codes)
     weeks = start.history.weeks + 1 if start.history is not None else 1
     return Extended(catalogue, History(products, tranche_key, weeks, transition),
                     before.cov[catalogue.carried_from])

@@ -9,7 +9,6 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 import pandas as pd
 
-from pipeline.data import drift
 from pipeline.modelling.catalogue import MAX_DROPPED_WEEKS
 from pipeline.modelling.evaluation import served_estimates
 from pipeline.logs import configure_logger
@@ -66,7 +65,7 @@ class Publication(NamedTuple):
 def build_metadata(version: str, artifact: bytes, state: Written, made: Publication
                    ) -> ModelMetadata:
     """Return the new model's metadata: version, metrics, comparison, lineage, profile."""
-    fitted, tranche, data = made.fitted, made.tranche, made.prepared.data
+    fitted, tranche = made.fitted, made.tranche
     metrics, estimator, catalogue = fitted.metrics, fitted.estimator, made.extended.catalogue
     return ModelMetadata(
         model_version=version,
@@ -83,9 +82,9 @@ def build_metadata(version: str, artifact: bytes, state: Written, made: Publicat
             "location": tranche.location,
             "sha256": tranche.sha256,
             "rows_in_file": tranche.lines - 1,
-            "rows_used": len(data),
-            "train_rows": len(fitted.split.train),
-            "test_rows": len(fitted.split.test),
+            "rows_used": made.prepared.rows,
+            "train_rows": made.prepared.train_rows,
+            "test_rows": len(made.prepared.split.test),
             "outliers_dropped": made.prepared.outliers,
             "warnings": made.prepared.warnings,
         },
@@ -118,7 +117,7 @@ def build_metadata(version: str, artifact: bytes, state: Written, made: Publicat
             "noise_sd": estimator.noise_sd_,
             "prior_scale": estimator.prior_scale,
         },
-        profile=drift.profile(data),
+        profile=made.prepared.profile,
         drift=made.prepared.drift,
         library_versions=library_versions(),
         git_commit=git_commit(),
@@ -140,7 +139,7 @@ def publish(store: Store, made: Publication, signing_key: Optional[bytes]) -> st
     except ModelVerificationError as exc:
         raise TrainingRefused(f"{exc}; nothing was published") from exc
     review = review_report(
-        store, metadata, made.comparison, made.fitted.split.test, made.extended.catalogue.model,
+        store, metadata, made.comparison, made.prepared.split.test, made.extended.catalogue.model,
         made.prepared.warnings, report_calibrations(version, made),
     )
     store.put_new(report_key(version), review.encode("utf-8"))
@@ -153,7 +152,7 @@ def publish(store: Store, made: Publication, signing_key: Optional[bytes]) -> st
 
 def report_calibrations(version: str, made: Publication) -> List[Calibration]:
     """Return this model's promise calibration, then the live model's if it has promises."""
-    quintile, labels = orders_quintiles(made.fitted.split.test)
+    quintile, labels = orders_quintiles(made.prepared.split.test)
     calibrations = [calibration_of("this model", version, made.calibrated.held, quintile,
                                    labels)]
     if made.calibrated.live is not None:

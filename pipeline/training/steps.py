@@ -82,14 +82,23 @@ class Tranche(NamedTuple):
 
 
 class Prepared(NamedTuple):
-    data: pd.DataFrame  # validated rows, gross outliers dropped
+    split: Split  # validated rows, gross outliers dropped: training and held-out
     warnings: List[str]  # for the metadata and the report
     outliers: int
     drift: List[Dict[str, Any]]
+    profile: Dict[str, Any]  # of the rows, for the metadata (drift.profile)
+    rows: int
+    high_orders: float  # the longest queue and the longest dispatch, for the logic checks
+    longest_hours: float
+    train_rows: int
+
+    def held_out_only(self) -> "Prepared":
+        """The same, the training rows let go (counted) once the model and its promises are
+        fitted: only the held-out rows are reported on."""
+        return self._replace(split=self.split._replace(train=self.split.train.iloc[:0].copy()))
 
 
 class Fitted(NamedTuple):
-    split: Split
     estimator: PooledLinearRegressor
     model: ProductLinearModel  # this week's products only
     metrics: TaskMetrics
@@ -148,7 +157,8 @@ def fetch_tranche(store: Store) -> Tranche:
 
 
 def prepare_data(tranche: Tranche, live: Optional[LoadedModel]) -> Prepared:
-    """Parse and validate the tranche, drop gross outliers, and name what drifted."""
+    """Parse and validate the tranche, drop gross outliers, name what drifted, and hold out a
+    fifth of each product's rows."""
     where = tranche.location
     live_rows = live.metadata.dataset_section().rows_used if live else None
     try:
@@ -177,14 +187,17 @@ def prepare_data(tranche: Tranche, live: Optional[LoadedModel]) -> Prepared:
     )
     for warning in drift.describe_drift(shifts):
         log.warning(warning)
-    return Prepared(screened.data, warnings, len(screened.outliers), shifts)
-
-
-def fit_lines(data: pd.DataFrame, estimator: Optional[PooledLinearRegressor], start: Start
-              ) -> Fitted:
-    """Hold out a fifth of each product's rows, fit the pooled lines (from the history the
-    run starts from, if any), score the held-out rows."""
+    data, outliers = screened.data, len(screened.outliers)
+    del screened  # split into training and held-out rows below: the whole is let go
     split = split_by_product(data)
+    return Prepared(split, warnings, outliers, shifts, drift.profile(data), len(data),
+                    float(data[ORDERS].max()), float(data[HOURS].max()), len(split.train))
+
+
+def fit_lines(split: Split, estimator: Optional[PooledLinearRegressor], start: Start
+              ) -> Fitted:
+    """Fit the pooled lines (from the history the run starts from, if any), score the
+    held-out rows."""
     fitted = clone(estimator or PooledLinearRegressor())
     fitted.fit(split.train[[PRODUCT, ORDERS]], split.train[HOURS], history=start.history,
                weeks=start.weeks)
@@ -194,10 +207,10 @@ def fit_lines(data: pd.DataFrame, estimator: Optional[PooledLinearRegressor], st
         f"Trained on {len(split.train)} rows, {len(model)} products; "
         f"held-out R²={metrics.r2:.4f}, MAE={metrics.mae:.4f} over {metrics.rows} rows"
     )
-    return Fitted(split, fitted, model, metrics)
+    return Fitted(fitted, model, metrics)
 
 
-def check_fitted(fitted: Fitted, data: pd.DataFrame, run: RunSettings) -> None:
+def check_fitted(fitted: Fitted, prepared: Prepared, run: RunSettings) -> None:
     """Refuse below the R² error threshold or on failed logic checks; warn below the warning."""
     r2 = fitted.metrics.r2
     if r2 < run.r2_error_threshold:
@@ -209,7 +222,8 @@ def check_fitted(fitted: Fitted, data: pd.DataFrame, run: RunSettings) -> None:
         log.warning(
             f"held-out R² {r2:.4f} is below the warning threshold {run.r2_warning_threshold}"
         )
-    problems = check_model_logic(fitted.model, data, fitted.estimator.slope_sd_)
+    problems = check_model_logic(fitted.model, prepared.high_orders, prepared.longest_hours,
+                                 fitted.estimator.slope_sd_)
     if problems:
         raise TrainingRefused(
             "model failed its logic checks: " + "; ".join(problems) + "; nothing was published"
@@ -277,12 +291,13 @@ def judge_against_live(
 
 
 def calibrate_promises(
-    fitted: Fitted, extended: Extended, live: Optional[LoadedModel], warnings: List[str]
+    fitted: Fitted, split: Split, extended: Extended, live: Optional[LoadedModel],
+    warnings: List[str]
 ) -> Calibrated:
     """Calibrate the promises on the held-out rows; warn (never refuse) if their coverage,
     on rows that did not calibrate them, is off beyond sampling noise. Check the live
     model's published promise on the same rows too."""
-    estimator, split = fitted.estimator, fitted.split
+    estimator = fitted.estimator
     codes = extended.catalogue.model.product_codes
     shape = promise_shape(estimator, codes, split.train, extended.carried_cov)
     promise = calibrate(shape, estimator, codes, split.test)

@@ -22,6 +22,11 @@ def fitted(data: pd.DataFrame) -> PooledLinearRegressor:
     return PooledLinearRegressor().fit(data[[PRODUCT, ORDERS]], data[HOURS])
 
 
+def extent(data: pd.DataFrame) -> Tuple[float, float]:
+    """The tranche's longest queue and longest dispatch."""
+    return float(data[ORDERS].max()), float(data[HOURS].max())
+
+
 def test_every_product_keeps_training_rows_and_most_get_held_out_rows() -> None:
     data = generate_tranche(1000, 50, seed=3).data
     split = split_by_product(data)
@@ -53,21 +58,21 @@ def test_logic_checks_reject_a_model_that_behaves_absurdly(
 ) -> None:
     data = generate_tranche(400, 2, seed=1).data.replace({"SKU001": "A", "SKU002": "B"})
     model = ProductLinearModel(("A", "B"), intercepts, slopes)
-    problems = check_model_logic(model, data)
+    problems = check_model_logic(model, *extent(data))
     assert len(problems) == 1 and complaint in problems[0]
 
 
 def test_a_line_that_dips_below_zero_at_an_empty_queue_is_no_defect() -> None:
     data = generate_tranche(400, 1, seed=1).data
     model = ProductLinearModel(("SKU001",), (-0.4,), (0.12,))
-    assert check_model_logic(model, data) == []
+    assert check_model_logic(model, *extent(data)) == []
 
 
 def test_a_slightly_falling_slope_that_the_noise_allows_is_no_defect() -> None:
     data = generate_tranche(400, 2, seed=1).data
     model = ProductLinearModel(("SKU001", "SKU002"), (0.1, 5.0), (0.12, -0.001))
-    assert check_model_logic(model, data, slope_sd=np.array([0.001, 0.01])) == []
-    assert check_model_logic(model, data) != []  # with no noise allowed it would fail
+    assert check_model_logic(model, *extent(data), slope_sd=np.array([0.001, 0.01])) == []
+    assert check_model_logic(model, *extent(data)) != []  # with no noise allowed it would fail
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -76,7 +81,7 @@ def test_logic_checks_pass_every_pooled_model_of_a_long_tailed_real_shaped_catal
 ) -> None:
     data = generate_tranche(20_000, 2000, seed=seed, zipf=1.1).data
     model = fitted(data)
-    assert check_model_logic(model.served_model(), data, model.slope_sd_) == []
+    assert check_model_logic(model.served_model(), *extent(data), model.slope_sd_) == []
 
 
 def test_logic_checks_reject_a_pooled_model_of_a_product_whose_hours_fall_with_orders() -> None:
@@ -84,7 +89,7 @@ def test_logic_checks_reject_a_pooled_model_of_a_product_whose_hours_fall_with_o
     falling = data[PRODUCT] == "SKU003"
     data.loc[falling, HOURS] = (40 - data.loc[falling, HOURS]).clip(lower=0)
     model = fitted(data)
-    problems = check_model_logic(model.served_model(), data, model.slope_sd_)
+    problems = check_model_logic(model.served_model(), *extent(data), model.slope_sd_)
     assert problems and "do not rise" in problems[0] and "SKU003" in problems[0]
 
 
