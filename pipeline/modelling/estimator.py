@@ -16,6 +16,7 @@ with scikit-learn's model-selection tools; `prior_scale` scales the learned pool
 (1: as learned; 0: one line for all; inf: each product alone where it can be).
 What is served is `served_model()`: plain numbers that load without scikit-learn.
 """
+import copy
 from typing import Any, Optional, Tuple
 
 import numpy as np
@@ -153,6 +154,17 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         mean[known], cov[known] = learned.mean, learned.cov
         self.jumped_[known] = jumped
         return Posterior(mean, cov)
+
+    def newest_only(self) -> "PooledLinearRegressor":
+        """The same fit as if it had no history: this week's rows and the catalogue prior
+        alone (for comparison; the same object without a history)."""
+        check_is_fitted(self, "intercepts_")
+        alone = copy.copy(self)
+        post = self.newest_only_
+        alone.intercepts_, alone.slopes_ = self._to_orders(post.mean[:, 0], post.mean[:, 1])
+        alone.posterior_cov_ = post.cov
+        alone.slope_sd_ = np.sqrt(np.clip(post.cov[:, 2], 0, None)) / self.x_scale_
+        return alone
 
     def fitted_history(self) -> ProductHistory:
         """This week's products as seen once: their posterior lines in orders placed."""

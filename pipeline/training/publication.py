@@ -14,6 +14,7 @@ from pipeline.modelling.evaluation import served_estimates
 from pipeline.logs import configure_logger
 from pipeline.artifact.model import ARTIFACT_FORMAT
 from pipeline.modelling.evaluation import Comparison
+from pipeline.modelling.popularity import Band
 from pipeline.modelling.promise_check import Calibration, calibration_of, orders_quintiles
 from pipeline.registry.metadata import ModelMetadata
 from pipeline.registry.published import (
@@ -119,6 +120,7 @@ def build_metadata(version: str, artifact: bytes, state: Written, made: Publicat
         },
         profile=made.prepared.profile,
         drift=made.prepared.drift,
+        popularity=[band.section() for band in made.calibrated.popularity],
         library_versions=library_versions(),
         git_commit=git_commit(),
         timings_seconds=made.timings,
@@ -140,7 +142,7 @@ def publish(store: Store, made: Publication, signing_key: Optional[bytes]) -> st
         raise TrainingRefused(f"{exc}; nothing was published") from exc
     review = review_report(
         store, metadata, made.comparison, made.prepared.split.test, made.extended.catalogue.model,
-        made.prepared.warnings, report_calibrations(version, made),
+        made.prepared.warnings, report_calibrations(version, made), made.calibrated.popularity,
     )
     store.put_new(report_key(version), review.encode("utf-8"))
     store.put_new(written.key, state)  # before the metadata that makes the model visible
@@ -170,6 +172,7 @@ def review_report(
     model: Any,
     warnings: List[str],
     calibrations: Sequence[Calibration] = (),
+    popularity: Sequence[Band] = (),
     history_length: int = 10,
 ) -> str:
     """Return the HTML review report of a model about to be published."""
@@ -195,6 +198,8 @@ def review_report(
             history=history,
             warnings=warnings,
             calibrations=list(calibrations),
+            popularity=list(popularity),
+            weeks=metadata.history_section().weeks,
         )
     )
 

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from pipeline.artifact.promise import CHECKED_PROBABILITY
 from pipeline.modelling.evaluation import Comparison
+from pipeline.modelling.popularity import Band
 from pipeline.modelling.promise_check import Calibration
 from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 from pipeline.codes.numbering import factorize_products
@@ -46,6 +47,8 @@ class ReportInputs(NamedTuple):
     history: List[HistoryPoint]  # oldest first, this model last
     warnings: List[str]
     calibrations: Sequence[Calibration] = ()  # this model's, then the live one's if it has any
+    popularity: Sequence[Band] = ()  # by the products' rows this week
+    weeks: Optional[int] = None  # weekly tranches that inform the model
 
 
 def _png(figure: Figure) -> str:
@@ -236,6 +239,21 @@ def _promises(calibrations: Sequence[Calibration]) -> str:
     )
 
 
+def _popularity(bands: Sequence[Band], weeks: Optional[int]) -> str:
+    """Error and promise width by the products' rows this week, beside this week alone."""
+    if not bands:
+        return ""
+    informed = f"{weeks} weekly tranche(s)" if weeks else "this week's tranche"
+    rows = [[b.band, b.products, b.held_out_rows, b.mae, b.mae_alone, b.width, b.width_alone]
+            for b in bands]
+    return (f"<h2>By popularity: this model (learned from {informed}) and this week's rows "
+            "alone, over at most 20,000 products drawn at random</h2>\n"
+            + _table(rows, ["training rows this week", "products", "held-out rows",
+                            "MAE (h)", "MAE, this week alone", f"promise width at "
+                            f"{CHECKED_PROBABILITY:g} (h)", "width, this week alone"],
+                     "popularity"))
+
+
 def _drift(drift: List[Dict[str, Any]]) -> str:
     rows = [
         [d.get("statistic"), d.get("product") or "all", d.get("psi"), d.get("median_before"),
@@ -279,6 +297,7 @@ def render(inputs: ReportInputs) -> str:
 {_img(residuals_vs_orders(inputs.held_out), "Residuals against orders placed")}
 {_img(metric_history(inputs.history), "Metric history of the last published models")}
 {_promises(inputs.calibrations)}
+{_popularity(inputs.popularity, inputs.weeks)}
 <h2>Products with the largest errors</h2>
 {_table(worst.values.tolist(), ["product", "held-out rows", "MAE (h)", "mean hours"],
         "worst-products")}

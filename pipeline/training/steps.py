@@ -37,6 +37,7 @@ from pipeline.modelling.promise_check import (
     promise_comparison,
     served_within,
 )
+from pipeline.modelling.popularity import Band, by_popularity
 from pipeline.modelling.promise_fit import calibrate, promise_shape
 from pipeline.registry.published import LoadedModel, sha256
 from pipeline.registry.store import S3Store, Store
@@ -109,6 +110,7 @@ class Calibrated(NamedTuple):
     coverage: Coverage  # on held-out rows that did not calibrate it
     held: HeldOut  # which held-out rows were within it, at each of REPORT_PROBABILITIES
     live: Optional[HeldOut]  # the same for the live model's published promise (None: none)
+    popularity: List[Band]  # error and promise width by popularity, and for this week alone
 
 
 class Stopwatch:
@@ -315,7 +317,13 @@ def calibrate_promises(
     live_held = None
     if live is not None and live.promise is not None:
         live_held = served_within(live.model, live.promise, split.test, REPORT_PROBABILITIES)
-    return Calibrated(promise, coverage, held, live_held)
+    bands = by_popularity(estimator, split, promise)
+    rare = bands[0]
+    if rare.width is not None and rare.width_alone is not None:
+        log.info(f"Products with {rare.band} rows ({rare.products}): promises at "
+                 f"{CHECKED_PROBABILITY:g} {rare.width:.2f} h wide, against {rare.width_alone:.2f}"
+                 " h from this week's rows alone")
+    return Calibrated(promise, coverage, held, live_held, bands)
 
 
 def judge_promises(

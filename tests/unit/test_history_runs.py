@@ -208,3 +208,18 @@ def test_a_state_is_plain_arrays_read_back_as_written(store: LocalStore) -> None
     assert state.products.mean.shape == (40, 2) and (state.products.weeks_seen == 1).all()
     with pytest.raises(ValueError, match="not a state file"):
         parse_state(b"not numpy at all")
+
+
+def test_the_review_shows_rare_products_promises_narrower_than_this_weeks_rows_alone_give(
+    store: LocalStore,
+) -> None:
+    for n in range(4):
+        drop_week(store, n, rows=2000, skus=400)
+        version = train_model.main(store)
+    loaded = load_model(store, version)
+    bands = {b["band"]: b for b in loaded.metadata.model_extra["popularity"]}  # type: ignore[index]  # noqa: E501
+    rare = bands["1-2"]
+    assert rare["products"] > 50 and rare["width"] < rare["width_alone"]
+    assert bands["50+"]["width"] == pytest.approx(bands["50+"]["width_alone"], rel=0.1)
+    report = (store.root / f"models/time_to_dispatch_model_{version}_report.html").read_text()
+    assert 'id="popularity"' in report and "learned from 4 weekly tranche(s)" in report
