@@ -38,6 +38,7 @@ class ModelRow(NamedTuple):
     tranche: str
     rows: Optional[int]
     products: Optional[int]
+    weeks: Optional[int]  # weekly tranches that inform it (None: before history)
     r2: Optional[float]
     mae: Optional[float]
     promise_coverage: Optional[float]  # held-out orders within their promise at 0.9
@@ -60,7 +61,7 @@ def model_rows(store: Store, signing_key: Optional[bytes], last: int = 20) -> Li
                 metadata = read_metadata(store, version)
             except ModelVerificationError:
                 rows.append(ModelRow(version, "?", "?", None, None, None, None, None, None,
-                                     None, False, problem))
+                                     None, None, False, problem))
                 continue
         comparison = metadata.comparison_section()
         dataset = metadata.dataset_section()
@@ -71,6 +72,7 @@ def model_rows(store: Store, signing_key: Optional[bytes], last: int = 20) -> Li
                 tranche=(dataset.key or "?").rsplit("/", 1)[-1],
                 rows=dataset.rows_used,
                 products=metadata.products(),
+                weeks=metadata.history_section().weeks,
                 r2=metadata.metrics.get("r2"),
                 mae=metadata.metrics.get("mae"),
                 promise_coverage=metadata.metrics.get("promise_coverage"),
@@ -99,10 +101,11 @@ def _share(value: Optional[float]) -> str:
 
 def format_table(rows: List[ModelRow]) -> str:
     """Return the rows as a fixed-width table, newest first, with problems listed below."""
-    header = ["version", "trained at (UTC)", "tranche", "rows", "products", "R²", "MAE",
+    header = ["version", "trained at (UTC)", "tranche", "rows", "products", "weeks", "R²", "MAE",
               f"within {CHECKED_PROBABILITY:g}", "live MAE", "signed", "verifies"]
     cells = [
-        [r.version, r.trained_at, r.tranche, _cell(r.rows), _cell(r.products), _cell(r.r2),
+        [r.version, r.trained_at, r.tranche, _cell(r.rows), _cell(r.products), _cell(r.weeks),
+         _cell(r.r2),
          _cell(r.mae), _share(r.promise_coverage), _cell(r.live_mae), _cell(r.signed),
          _cell(r.verifies)]
         for r in rows

@@ -184,6 +184,10 @@ class ModelInfo(BaseModel):
     tranche: Optional[str] = Field(description="The tranche's key in the store.")
     rows: Optional[int] = Field(description="Rows of the tranche used for training.")
     products: int = Field(description="Products it answers.")
+    weeks: Optional[int] = Field(
+        None, description="Weekly tranches that inform it: it learned from each week's, "
+        "the newest weighing most (null: trained before learning from every week)."
+    )
     r2: Optional[float] = Field(description="R² on its held-out rows.")
     mae: Optional[float] = Field(description="Mean absolute error (hours), held-out rows.")
     promise_coverage: Optional[float] = Field(

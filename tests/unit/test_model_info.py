@@ -42,6 +42,7 @@ def test_the_model_endpoint_describes_the_first_model_from_its_metadata(
         "tranche": metadata.dataset["key"],
         "rows": metadata.dataset["rows_used"],
         "products": 5,
+        "weeks": 1,
         "r2": metadata.metrics["r2"],
         "mae": metadata.metrics["mae"],
         "promise_coverage": metadata.metrics["promise_coverage"],
@@ -63,7 +64,7 @@ def test_a_later_model_shows_how_the_live_one_did_on_the_new_week_and_its_signat
     train_model.main(store_with_tranche, signing_key=KEY)
     with TestClient(create_app(lambda: load_newest_model(store_with_tranche, KEY))) as client:
         info = client.get(MODEL_PATH).json()
-    assert info["signed"] is True
+    assert info["signed"] is True and info["weeks"] == 2
     assert info["tranche"] == "datasets/time_to_dispatch_2021-07-16T00:00:00.csv"
     assert info["comparison"]["live_version"] == first
     assert info["comparison"]["live_mae"] > 0 and info["comparison"]["rows"] > 0

@@ -29,6 +29,7 @@ def test_the_list_shows_each_model_newest_first_with_its_week_and_the_live_model
     assert [r.version for r in rows] == [second, first]
     assert rows[0].tranche == "time_to_dispatch_2021-07-16T00:00:00.csv"
     assert rows[0].rows == 1000 and rows[0].products == 5
+    assert (rows[0].weeks, rows[1].weeks) == (2, 1)  # the weekly tranches that inform each
     assert rows[0].live_mae is not None and rows[1].live_mae is None
     assert all(r.signed and r.verifies for r in rows)
     assert rows[0].promise_coverage is not None and 0.8 < rows[0].promise_coverage < 1.0

@@ -35,6 +35,7 @@ def model_info(loaded: LoadedModel, newest_published: Optional[str], pinned: boo
         tranche=metadata.dataset_section().key,
         rows=metadata.dataset_section().rows_used,
         products=len(loaded.model),
+        weeks=metadata.history_section().weeks,
         r2=metadata.metrics.get("r2"),
         mae=metadata.metrics.get("mae"),
         promise_coverage=metadata.metrics.get("promise_coverage"),
