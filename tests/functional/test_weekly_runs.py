@@ -65,9 +65,11 @@ def test_the_second_weeks_model_carries_the_comparison_with_the_first(
 
 def test_a_worse_challenger_is_refused_and_force_publishes_it(weekly: WeeklyStore) -> None:
     [first] = two_weeks(weekly)
-    # One line for every product: worse than the live model, and so bad that the R² gate
-    # would refuse it too, unless lowered so that only the champion gate judges it.
-    worse = ("--prior-scale", "0", "--r2-error-threshold", "0", "--r2-warning-threshold", "0")
+    # One line for every product (this week's rows alone: with the history, products keep
+    # their own lines): worse than the live model, and so bad that the R² gate would refuse
+    # it too, unless lowered so that only the champion gate judges it.
+    worse = ("--prior-scale", "0", "--history", "off", "--r2-error-threshold", "0",
+             "--r2-warning-threshold", "0")
     code, log = train(weekly, *worse)
     assert code == 1
     assert "Traceback" not in log
