@@ -118,21 +118,7 @@ def generate_tranche(
     unknown = set(quirks) - QUIRKS
     if unknown:
         raise ValueError(f"unknown quirk(s) {sorted(unknown)}; known: {sorted(QUIRKS)}")
-    catalogue_rng = np.random.default_rng(catalogue_seed)
-    rank = np.arange(1, skus + 1, dtype=float)
-    popularity = rank**-zipf if zipf else np.ones(skus)
-    products = pd.DataFrame(
-        {
-            PRODUCT: product_codes(skus),
-            "base_hours": catalogue_rng.uniform(*BASE_HOURS, skus),
-            "hours_per_order": catalogue_rng.uniform(*HOURS_PER_ORDER, skus),
-            "popularity": popularity / popularity.sum(),
-        }
-    )
-    if week >= change_week and world != "none":
-        share, factor = WORLDS[world]
-        changed = np.random.default_rng([catalogue_seed, _CHANGED_STREAM]).random(skus) < share
-        products.loc[changed, "hours_per_order"] *= factor
+    products = catalogue_in_week(skus, zipf, catalogue_seed, world, week, change_week)
     rng = np.random.default_rng(seed)
     which = rng.choice(skus, size=rows, p=products["popularity"].to_numpy())
     orders = np.minimum(
@@ -148,6 +134,27 @@ def generate_tranche(
     )
     data = inject_row_quirks(data, frozenset(quirks), rng)
     return SyntheticTranche(data, products, NOISE_SD, noise)
+
+
+def catalogue_in_week(skus: int, zipf: Optional[float], catalogue_seed: int = 0,
+                      world: str = "none", week: int = 0, change_week: int = 0) -> pd.DataFrame:
+    """Return the catalogue's products and their lines in that week of that world."""
+    catalogue_rng = np.random.default_rng(catalogue_seed)
+    rank = np.arange(1, skus + 1, dtype=float)
+    popularity = rank**-zipf if zipf else np.ones(skus)
+    products = pd.DataFrame(
+        {
+            PRODUCT: product_codes(skus),
+            "base_hours": catalogue_rng.uniform(*BASE_HOURS, skus),
+            "hours_per_order": catalogue_rng.uniform(*HOURS_PER_ORDER, skus),
+            "popularity": popularity / popularity.sum(),
+        }
+    )
+    if week >= change_week and world != "none":
+        share, factor = WORLDS[world]
+        changed = np.random.default_rng([catalogue_seed, _CHANGED_STREAM]).random(skus) < share
+        products.loc[changed, "hours_per_order"] *= factor
+    return products
 
 
 def draw_noise(rng: np.random.Generator, orders: np.ndarray, noise: str) -> np.ndarray:

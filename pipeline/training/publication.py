@@ -66,8 +66,7 @@ class Publication(NamedTuple):
 def build_metadata(version: str, artifact: bytes, state: Written, made: Publication
                    ) -> ModelMetadata:
     """Return the new model's metadata: version, metrics, comparison, lineage, profile."""
-    fitted, tranche = made.fitted, made.tranche
-    metrics, estimator, catalogue = fitted.metrics, fitted.estimator, made.extended.catalogue
+    metrics, estimator = made.fitted.metrics, made.fitted.estimator
     return ModelMetadata(
         model_version=version,
         created_at=datetime.now(timezone.utc).isoformat(),
@@ -78,17 +77,7 @@ def build_metadata(version: str, artifact: bytes, state: Written, made: Publicat
             "r2": metrics.r2, "mae": metrics.mae, "test_rows": metrics.rows,
             "promise_coverage": made.calibrated.coverage.coverage,
         },
-        dataset={
-            "key": tranche.key,
-            "location": tranche.location,
-            "sha256": tranche.sha256,
-            "rows_in_file": tranche.lines - 1,
-            "rows_used": made.prepared.rows,
-            "train_rows": made.prepared.train_rows,
-            "test_rows": len(made.prepared.split.test),
-            "outliers_dropped": made.prepared.outliers,
-            "warnings": made.prepared.warnings,
-        },
+        dataset=_dataset_section(made),
         thresholds={
             "r2_error": made.run.r2_error_threshold,
             "r2_warning": made.run.r2_warning_threshold,
@@ -98,16 +87,7 @@ def build_metadata(version: str, artifact: bytes, state: Written, made: Publicat
         comparison=made.comparison.section() if made.comparison else None,
         run_fingerprint=made.fingerprint,
         report_key=report_key(version),
-        catalogue={
-            "products": len(catalogue.model),
-            "fitted": len(fitted.model),
-            "pooled": pooled(fitted),
-            "carried_products": catalogue.carried,
-            "dropped_products": catalogue.dropped,
-            "newly_dropped": catalogue.newly_dropped,
-            "max_carry_weeks": made.run.max_carry_weeks,
-            "max_dropped_weeks": MAX_DROPPED_WEEKS,
-        },
+        catalogue=_catalogue_section(made),
         history=state_section(
             state, made.start.started_from, made.start.began, made.extended.history,
             {"mode": made.run.history, "jumped": int((estimator.jumped_ > 0.5).sum())},
@@ -125,6 +105,38 @@ def build_metadata(version: str, artifact: bytes, state: Written, made: Publicat
         git_commit=git_commit(),
         timings_seconds=made.timings,
     )
+
+
+def _dataset_section(made: Publication) -> Dict[str, Any]:
+    """The tranche learned from, and what was made of its rows."""
+    tranche, prepared = made.tranche, made.prepared
+    return {
+        "key": tranche.key,
+        "location": tranche.location,
+        "sha256": tranche.sha256,
+        "rows_in_file": tranche.lines - 1,
+        "rows_used": prepared.rows,
+        "train_rows": prepared.train_rows,
+        "test_rows": len(prepared.split.test),
+        "outliers_dropped": prepared.outliers,
+        "warnings": prepared.warnings,
+    }
+
+
+def _catalogue_section(made: Publication) -> Dict[str, Any]:
+    """The products answered: fitted this week, carried, dropped (counts; the codes live in
+    the artifact)."""
+    catalogue = made.extended.catalogue
+    return {
+        "products": len(catalogue.model),
+        "fitted": len(made.fitted.model),
+        "pooled": pooled(made.fitted),
+        "carried_products": catalogue.carried,
+        "dropped_products": catalogue.dropped,
+        "newly_dropped": catalogue.newly_dropped,
+        "max_carry_weeks": made.run.max_carry_weeks,
+        "max_dropped_weeks": MAX_DROPPED_WEEKS,
+    }
 
 
 def publish(store: Store, made: Publication, signing_key: Optional[bytes]) -> str:
