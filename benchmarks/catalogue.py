@@ -16,7 +16,6 @@ pair's ratio, which a slow minute on the machine moves less), and the targets.
 import argparse
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,14 +37,7 @@ from pipeline.registry.published import (  # noqa: E402
 )
 from pipeline.registry.store import LocalStore  # noqa: E402
 from pipeline.data.tranche import PRODUCT, tranche_key  # noqa: E402
-from tests.processes import free_port, stage_env, start_service, stop_service  # noqa: E402
-
-MEASURE = (
-    "import resource, subprocess, sys, time; t = time.perf_counter(); "
-    "code = subprocess.run(sys.argv[1:], capture_output=True).returncode; "
-    "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "
-    "code)"
-)
+from tests.processes import free_port, measure, start_service, stop_service  # noqa: E402
 
 
 class Week(NamedTuple):
@@ -71,12 +63,7 @@ def rss_mib(pid: int) -> float:
 
 
 def train(store: LocalStore) -> "tuple[float, float, int]":
-    out = subprocess.run(
-        [sys.executable, "-c", MEASURE, sys.executable, "-m", "pipeline.train_model",
-         store.uri],
-        capture_output=True, text=True, check=True, cwd=REPO, env=stage_env(),
-    ).stdout.split()
-    return float(out[0]), float(out[1]) / 1024, int(out[2])
+    return measure([sys.executable, "-m", "pipeline.train_model", store.uri])
 
 
 def serve(store: LocalStore, code: str) -> "tuple[float, float, int]":

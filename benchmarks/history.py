@@ -16,7 +16,6 @@ size, and the targets of the issue "Learn from every week".
 """
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 from datetime import datetime, timedelta
@@ -38,15 +37,9 @@ from pipeline.generate_dataset import (  # noqa: E402
 )
 from pipeline.registry.published import load_newest_model  # noqa: E402
 from pipeline.registry.store import LocalStore  # noqa: E402
-from tests.processes import stage_env  # noqa: E402
+from tests.processes import measure  # noqa: E402
 
 BANDS = ((0, 0, "none"), (1, 2, "1-2"), (3, 9, "3-9"), (10, 49, "10-49"), (50, 10**9, "50+"))
-MEASURE = (
-    "import resource, subprocess, sys, time; t = time.perf_counter(); "
-    "code = subprocess.run(sys.argv[1:], capture_output=True).returncode; "
-    "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "
-    "code)"
-)
 CHANGE_WEEK = 7
 FIRST_WEEK = datetime(2026, 10, 2, 23)
 
@@ -75,12 +68,11 @@ def week(world: str, w: int, codes: int, rows: int, zipf: float) -> SyntheticTra
 
 
 def train(store: Path, mode: str) -> Tuple[float, float]:
-    args = [sys.executable, "-m", "pipeline.train_model", str(store), "--history", mode]
-    out = subprocess.run([sys.executable, "-c", MEASURE, *args], capture_output=True,
-                         text=True, check=True, cwd=REPO, env=stage_env()).stdout.split()
-    if out[2] != "0":
+    seconds, peak, code = measure(
+        [sys.executable, "-m", "pipeline.train_model", str(store), "--history", mode])
+    if code:
         raise RuntimeError(f"training failed in {store} ({mode})")
-    return float(out[0]), float(out[1]) / 1024
+    return seconds, peak
 
 
 def judge(store: Path, mode: str, world: str, args: argparse.Namespace,

@@ -12,7 +12,6 @@ re-run check never finds a model of its own, so it too trains and publishes in f
 """
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 from datetime import datetime
@@ -25,24 +24,9 @@ sys.path.insert(0, str(REPO))
 from pipeline.generate_dataset import generate_tranche, to_csv_bytes  # noqa: E402
 from pipeline.registry.store import LocalStore  # noqa: E402
 from pipeline.data.tranche import tranche_key  # noqa: E402
+from tests.processes import measure  # noqa: E402
 
 SKUS = 10_000
-# Runs a command as a child and prints its wall time and max RSS (KiB), measured by the OS.
-MEASURE = (
-    "import resource, subprocess, sys, time; t = time.perf_counter(); "
-    "code = subprocess.run(sys.argv[2:], cwd=sys.argv[1], capture_output=True).returncode; "
-    "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "
-    "code)"
-)
-
-
-def measure(command: List[str], cwd: Path) -> Tuple[float, float, int]:
-    """Return (seconds, peak MiB, exit code) of one run of the command as its own process."""
-    out = subprocess.run(
-        [sys.executable, "-c", MEASURE, str(cwd), *command],
-        capture_output=True, text=True, check=True,
-    ).stdout.split()
-    return float(out[0]), float(out[1]) / 1024, int(out[2])
 
 
 def main(sizes: List[int], repeats: int, baseline: Optional[Path]) -> None:

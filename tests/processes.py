@@ -34,6 +34,26 @@ def stage_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     return env
 
 
+# Runs a command as a child and prints its wall time and max RSS (KiB), measured by the OS.
+_MEASURE = (
+    "import resource, subprocess, sys, time; t = time.perf_counter(); "
+    "code = subprocess.run(sys.argv[2:], cwd=sys.argv[1], capture_output=True).returncode; "
+    "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "
+    "code)"
+)
+
+
+def measure(command: List[str], cwd: Path = REPO, env: Optional[Dict[str, str]] = None
+            ) -> Tuple[float, float, int]:
+    """Return (seconds, peak MiB, exit code) of one run of a command as its own process,
+    as the OS measures them (for benchmarks)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(cwd), *command],
+        capture_output=True, text=True, check=True, env=env or stage_env(),
+    ).stdout.split()
+    return float(out[0]), float(out[1]) / 1024, int(out[2])
+
+
 def run_stage(
     args: List[str], env: Optional[Dict[str, str]] = None, cwd: Optional[Path] = None
 ) -> "subprocess.CompletedProcess[str]":
