@@ -98,9 +98,14 @@ def to_standard(mean: np.ndarray, cov: np.ndarray, centre: float, scale: float
 
 def _linear(mean: np.ndarray, cov: np.ndarray, matrix: np.ndarray
             ) -> Tuple[np.ndarray, np.ndarray]:
-    full = stacked(cov)
-    moved = np.einsum("ij,jk...,lk->il...", matrix, full, matrix)
-    return mean @ matrix.T, packed(moved)
+    """Lines mapped by `matrix` (a line each row), and their packed covariances C by
+    T C T', term by term: one pass over each column."""
+    (a, b), (c, d) = matrix
+    c00, c01, c11 = cov[:, 0], cov[:, 1], cov[:, 2]
+    moved = np.stack([a * a * c00 + 2 * a * b * c01 + b * b * c11,
+                      a * c * c00 + (a * d + b * c) * c01 + b * d * c11,
+                      c * c * c00 + 2 * c * d * c01 + d * d * c11], -1)
+    return mean @ matrix.T, moved
 
 
 class Week(NamedTuple):

@@ -247,7 +247,7 @@ def _popularity(bands: Sequence[Band], weeks: Optional[int]) -> str:
     rows = [[b.band, b.products, b.held_out_rows, b.mae, b.mae_alone, b.width, b.width_alone]
             for b in bands]
     return (f"<h2>By popularity: this model (learned from {informed}) and this week's rows "
-            "alone, over at most 20,000 products drawn at random</h2>\n"
+            "alone, over at most 5,000 products drawn at random</h2>\n"
             + _table(rows, ["training rows this week", "products", "held-out rows",
                             "MAE (h)", "MAE, this week alone", f"promise width at "
                             f"{CHECKED_PROBABILITY:g} (h)", "width, this week alone"],
