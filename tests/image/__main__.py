@@ -6,8 +6,8 @@
 2. In a folder of buildah storage made for this run: the Dockerfile's base made from Debian's
    archive (deploy/debian_base.sh) and stored under the name the Dockerfile uses
    (`debian:trixie-slim`), then deploy/Dockerfile built on it by `buildah bud --isolation chroot
-   --storage-driver vfs --pull=never`, tagged with the name bodywork.yaml names
-   (tests.deploy.stage_requirements). This needs the network (Debian's archive, PyPI).
+   --storage-driver vfs --pull=never`, tagged with the name bodywork.yaml gives the pods. This
+   needs the network (Debian's archive, PyPI).
 3. pytest runs tests/image in a network namespace with only loopback (tests/deploy/isolated.py):
    SeaweedFS there, and Bodywork's stage runner in containers of the image.
 4. When the tests pass and STAGE_IMAGE_ARCHIVE names a file, the image is written there as a
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
-from tests.deploy.stage_requirements import load_bodywork_config, stage_image
+from tests.deploy.stage_requirements import load_bodywork_config
 from tests.image import ARCHIVE, IMAGE, RESULTS, STORAGE
 from tests.image.buildah import (
     Buildah,
@@ -59,7 +59,8 @@ def main(args: List[str]) -> int:
     ensure_tools()
     storage = Path(tempfile.mkdtemp(prefix="ttd-stage-image-"))
     buildah = Buildah(storage)
-    name = f"docker.io/{stage_image(load_bodywork_config())}"
+    # The name bodywork.yaml gives the pods (a digest of the image's inputs: py313-bodywork checks).
+    name = f"docker.io/{load_bodywork_config()['pipeline']['docker_image']}"
     results = storage / "results.json"
     measured: Dict[str, float] = {}
     passed = False

@@ -110,10 +110,9 @@ def build_image(buildah: Buildah, name: str, log: Path) -> str:
 
 
 def image_size(buildah: Buildah, name: str) -> int:
-    """The image's size in bytes, its layers unpacked, as `buildah images` reports it."""
-    [image] = json.loads(buildah.run("images", "--json", name))
-    size: int = image["size"]
-    return size
+    """The image's size in bytes: its layers' unpacked sizes, as `docker images` reports it."""
+    manifest = json.loads(json.loads(buildah.run("inspect", "--type", "image", name))["Manifest"])
+    return sum(int(layer["size"]) for layer in manifest["layers"])
 
 
 def image_config(buildah: Buildah, name: str) -> Dict[str, Any]:
