@@ -7,9 +7,9 @@
 #
 #   deploy/debian_base.sh OUT.tar      # as root, with Debian's mmdebstrap
 #
-# Packages come signed from deb.debian.org, checked against the host's debian-archive-keyring;
-# trixie-security and trixie-updates are in its sources, so the Dockerfile's `apt-get install`
-# takes security fixes published since the release.
+# Packages come signed from deb.debian.org, checked against the host's debian-archive-keyring
+# (and, in the image, against its own); trixie-security and trixie-updates are in its sources,
+# so the Dockerfile's `apt-get install` takes security fixes published since the release.
 set -euo pipefail
 
 [[ $# -eq 1 ]] || { echo "usage: $0 OUT.tar" >&2; exit 2; }
@@ -19,9 +19,13 @@ for pattern in doc groff info linda lintian/overrides locale man; do
 done
 slim+=("--dpkgopt=path-include=/usr/share/doc/*/copyright"
        "--dpkgopt=path-include=/usr/share/locale/locale.alias")
+# Signed by Debian's keys only, on any host (Ubuntu's apt trusts Ubuntu's), and in the image too.
+keys="[signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]"
+[[ -s /usr/share/keyrings/debian-archive-keyring.gpg ]] \
+    || { echo "no Debian archive keys: install debian-archive-keyring" >&2; exit 1; }
 mmdebstrap --variant=minbase --mode=root --format=tar --quiet \
     "${slim[@]}" --aptopt='Acquire::Languages "none"' \
     trixie "$1" \
-    "deb http://deb.debian.org/debian trixie main" \
-    "deb http://deb.debian.org/debian trixie-updates main" \
-    "deb http://deb.debian.org/debian-security trixie-security main"
+    "deb $keys http://deb.debian.org/debian trixie main" \
+    "deb $keys http://deb.debian.org/debian trixie-updates main" \
+    "deb $keys http://deb.debian.org/debian-security trixie-security main"
