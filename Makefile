@@ -2,11 +2,11 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# tox needs python3.9, 3.11, 3.12 and 3.13 on PATH; pyenv installs keep them out of it, so add them.
+# tox needs python3.11, 3.12 and 3.13 on PATH; pyenv installs keep them out of it, so add them.
 PYENV_ROOT ?= $(HOME)/.pyenv
 empty :=
 space := $(empty) $(empty)
-PYENV_BINS := $(foreach v,3.11 3.9 3.13 3.12,$(wildcard $(PYENV_ROOT)/versions/$(v).*/bin))
+PYENV_BINS := $(foreach v,3.11 3.13 3.12,$(wildcard $(PYENV_ROOT)/versions/$(v).*/bin))
 ifneq ($(strip $(PYENV_BINS)),)
 export PATH := $(subst $(space),:,$(strip $(PYENV_BINS))):$(PATH)
 endif
@@ -23,10 +23,11 @@ TOX_ENVS ?=
 
 help:
 	@echo "make run   - install, add a sample tranche if the store is empty, train, serve on :$(PORT)"
-	@echo "make test  - every test and static check (tox: py39, py311, py313)"
+	@echo "make test  - every test and static check (tox: py311, py312, py313), and the stage image built and run"
 
-# Two install stamps: `make run` needs only what the stages run on; `make test` adds tox,
-# the test tools and Bodywork.
+# Two install stamps: `make run` needs only what the stages run on; `make test` adds tox and
+# the test tools (each tox environment installs its own; Bodywork is installed by the stage
+# image's recipe where it is needed: deploy/install_stage_image.sh).
 $(VENV_PY):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV_PY) -m pip install --quiet --upgrade pip
@@ -35,9 +36,8 @@ $(VENV)/.installed-run: requirements_pipe.txt | $(VENV_PY)
 	$(VENV_PY) -m pip install --quiet -r requirements_pipe.txt
 	touch $@
 
-$(VENV)/.installed-test: requirements_pipe.txt requirements_cicd.txt requirements_test.txt constraints_bodywork.txt | $(VENV_PY)
-	PIP_CONSTRAINT=constraints_bodywork.txt PIP_BUILD_CONSTRAINT=constraints_bodywork.txt \
-	    $(VENV_PY) -m pip install --quiet -r requirements_pipe.txt -r requirements_test.txt \
+$(VENV)/.installed-test: requirements_pipe.txt requirements_cicd.txt requirements_test.txt | $(VENV_PY)
+	$(VENV_PY) -m pip install --quiet -r requirements_pipe.txt -r requirements_test.txt \
 	    -r requirements_cicd.txt
 	touch $@ $(VENV)/.installed-run
 

@@ -6,7 +6,8 @@ a test then finds them installed, and needs no network.
 
 `python -m tests.deploy.stage_requirements --image` prints the stage image that bodywork.yaml
 must name: its tag is a digest of everything the image is built from, so that a change to
-any of them (a pin, the recipe) needs a new tag, which CI then builds and pushes.
+any of them (a pin, the recipe, the base's) needs a new tag, which CI then builds, tests and
+pushes.
 """
 import hashlib
 import sys
@@ -18,13 +19,15 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent.parent
 BODYWORK_YAML = REPO / "bodywork.yaml"
 IMAGE_REPOSITORY = "bodyworkml/time-to-dispatch-stage"
-# What deploy/Dockerfile copies in, bodywork.yaml aside (only its pins are an input).
+# The Dockerfile, what it copies in (bodywork.yaml aside: only its pins are an input) and the
+# recipe of the base it is built on (tests/image).
 IMAGE_INPUTS = (
     "deploy/Dockerfile",
     "deploy/install_stage_image.sh",
     "deploy/bodywork_requirements.txt",
-    "constraints_bodywork.txt",
+    "deploy/debian_base.sh",
 )
+IMAGE_PYTHON = "3.13"  # Debian 13's
 
 
 def load_bodywork_config(path: Path = BODYWORK_YAML) -> Dict[str, Any]:
@@ -52,7 +55,7 @@ def stage_image(config: Dict[str, Any]) -> str:
     for name in IMAGE_INPUTS:
         digest.update(name.encode() + b"\0" + (REPO / name).read_bytes() + b"\0")
     digest.update("\n".join(all_stage_requirements(config)).encode())
-    return f"{IMAGE_REPOSITORY}:py3.12-{digest.hexdigest()[:12]}"
+    return f"{IMAGE_REPOSITORY}:py{IMAGE_PYTHON}-{digest.hexdigest()[:12]}"
 
 
 def main(argv: List[str]) -> int:

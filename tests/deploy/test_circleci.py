@@ -1,4 +1,4 @@
-""".circleci/config.yml: checks and tests off master, a Bodywork deployment on master."""
+""".circleci/config.yml: tests on every branch; on master, the image tested is pushed, deployed."""
 import configparser
 import re
 import shutil
@@ -9,7 +9,13 @@ from typing import Any, Dict, List
 
 import yaml
 
-from tests.deploy.stage_requirements import REPO, load_bodywork_config, stage_image
+from tests.deploy.stage_requirements import (
+    IMAGE_PYTHON,
+    REPO,
+    load_bodywork_config,
+    stage_image,
+)
+from tests.image import ARCHIVE
 
 CONFIG = REPO / ".circleci" / "config.yml"
 CRONJOB = REPO / "deploy" / "cronjob.yaml"
@@ -65,12 +71,12 @@ def test_circleci_s_schema_rejects_a_misspelt_branch_filter(tmp_path: Path) -> N
     assert result.returncode == 1, result.stdout + result.stderr
 
 
-def test_branches_but_master_get_static_analysis_and_then_the_tests() -> None:
+def test_every_branch_gets_static_analysis_and_then_the_tests_master_too() -> None:
     config = load_config()
     assert config["version"] == 2.1
     jobs = workflow_jobs(config)
     for name in ("static-analysis", "test"):
-        assert jobs[name]["filters"] == {"branches": {"ignore": "master"}}, name
+        assert "filters" not in jobs[name], name
     assert "requires" not in jobs["static-analysis"]
     assert jobs["test"]["requires"] == ["static-analysis"]
     assert commands(config["jobs"]["static-analysis"]) == ["make test TOX_ENVS=static"]
@@ -92,23 +98,26 @@ def test_the_test_job_runs_every_tox_environment_but_static() -> None:
     )
     assert chosen.returncode == 0, chosen.stderr
     assert chosen.stdout.strip().split(",") == [env for env in envs if env != "static"]
-    assert "py39-bodywork" in envs
+    assert "image" in envs and "py313-bodywork" in envs
 
 
-def test_master_only_deploys_with_bodywork_on_python_3_9() -> None:
+def test_master_only_deploys_with_bodywork_installed_by_the_recipe_on_the_image_s_python() -> None:
     config = load_config()
     jobs = workflow_jobs(config)
     assert set(jobs) == {"static-analysis", "test", "stage-image", "deploy"}
     assert jobs["deploy"]["filters"] == {"branches": {"only": "master"}}
     assert jobs["deploy"]["requires"] == ["stage-image"]
     deploy = config["jobs"]["deploy"]
-    assert [image["image"] for image in deploy["docker"]] == ["cimg/python:3.9"]
+    assert [image["image"] for image in deploy["docker"]] == [f"cimg/python:{IMAGE_PYTHON}"]
     install, kubeconfig, deployment = commands(deploy)
-    assert 'export PIP_CONSTRAINT="$PWD/constraints_bodywork.txt"' in install
-    assert 'export PIP_BUILD_CONSTRAINT="$PWD/constraints_bodywork.txt"' in install
-    assert "python -m pip install -r requirements_cicd.txt" in install
+    wheel = install.index("bash deploy/install_stage_image.sh wheel /tmp/wheels")
+    assert wheel < install.index("bash deploy/install_stage_image.sh bodywork /tmp/wheels")
+    assert 'export PYTHON="$HOME/bodywork/bin/python"' in install
     assert 'aws eks update-kubeconfig --name "$EKS_CLUSTER_NAME"' in kubeconfig
     assert deployment == 'bodywork create deployment "$BODYWORK_REPO_URL" --branch master'
+    tox = configparser.ConfigParser()
+    tox.read(REPO / "tox.ini")
+    assert tox["testenv:py313-bodywork"]["basepython"] == f"python{IMAGE_PYTHON}"
 
 
 def test_ci_deploys_the_repository_that_the_weekly_cronjob_deploys() -> None:
@@ -118,17 +127,34 @@ def test_ci_deploys_the_repository_that_the_weekly_cronjob_deploys() -> None:
     assert container["args"] == [url, "--branch=master"]
 
 
-def test_master_builds_and_pushes_the_image_bodywork_yaml_names_unless_docker_hub_has_it(
-    tmp_path: Path,
-) -> None:
+def test_master_pushes_the_image_the_test_job_built_and_tested_unless_docker_hub_has_it() -> None:
     config = load_config()
-    assert workflow_jobs(config)["stage-image"]["filters"] == {"branches": {"only": "master"}}
+    assert workflow_jobs(config)["stage-image"] == {
+        "requires": ["test"], "filters": {"branches": {"only": "master"}}
+    }
+    # The test job keeps the image that passed (tests/image) on master, in the workspace.
+    tox = configparser.ConfigParser()
+    tox.read(REPO / "tox.ini")
+    assert ARCHIVE in tox["testenv:image"]["passenv"].split()
+    test = config["jobs"]["test"]
+    [run] = [command for command in commands(test) if "make test" in command]
+    archive = re.search(r'if \[ "\$CIRCLE_BRANCH" = master \]; then\s+export '
+                        rf"{ARCHIVE}=(\S+)\s+fi", run)
+    assert archive, run
+    [kept] = [step["when"] for step in test["steps"] if isinstance(step, dict) and "when" in step]
+    assert kept["condition"] == {"equal": ["master", "<< pipeline.git.branch >>"]}
+    [persist] = kept["steps"]
+    root = Path(persist["persist_to_workspace"]["root"])
+    assert [str(root / path) for path in persist["persist_to_workspace"]["paths"]] == [archive[1]]
+    # The stage-image job pushes that archive, and builds nothing.
     job = config["jobs"]["stage-image"]
+    assert {"attach_workspace": {"at": str(root)}} in job["steps"]
     assert "setup_remote_docker" in job["steps"]
     [script] = commands(job)
-    assert 'docker build -f deploy/Dockerfile -t "$image" .' in script
-    assert 'docker push "$image"' in script
-    assert script.index('docker manifest inspect "$image"') < script.index("docker build")
+    assert "docker build" not in script
+    assert f"docker load --input {archive[1]}" in script
+    assert script.index('docker manifest inspect "$image"') < script.index("docker load")
+    assert script.index('docker image inspect "$image"') < script.index('docker push "$image"')
     # The job's own reading of the image name, run against bodywork.yaml.
     [reading] = [line.strip() for line in script.splitlines() if line.strip().startswith("image=")]
     named = subprocess.run(

@@ -1,21 +1,25 @@
-"""deploy/Dockerfile: the stage image bodywork.yaml names, built by the recipe tox tests.
+"""deploy/Dockerfile: the stage image bodywork.yaml names, every package installed by one recipe.
 
-No Docker engine runs the tests, so the image is not built here: instead the Dockerfile is
-checked to install everything through deploy/install_stage_image.sh, the script that tox's
-py312-bodywork environment runs into its fresh venv before Bodywork runs the stages there.
+The image itself is built and run by tox's `image` environment (tests/image). These tests check
+what holds it together: its name is a digest of its inputs, it installs nothing but through
+deploy/install_stage_image.sh (whose `wheel` and `bodywork` steps this environment, like CI's
+deploy job, ran for Bodywork's command line), its base is the Debian release deploy/debian_base.sh
+makes, and a build is sent the files it copies and nothing else.
 """
+import fnmatch
 import re
+import subprocess
 import sys
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, metadata, requires, version
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tests.deploy.stage_requirements import (
     IMAGE_INPUTS,
+    IMAGE_PYTHON,
     REPO,
     all_stage_requirements,
     load_bodywork_config,
@@ -24,7 +28,7 @@ from tests.deploy.stage_requirements import (
 
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
 RECIPE = "deploy/install_stage_image.sh"
-FALLBACK_IMAGE = "bodyworkml/bodywork-core:3.0"  # README, "The stage image"
+BASE = "debian:trixie-slim"
 
 
 def instructions(dockerfile: Path = DOCKERFILE) -> List[Tuple[str, str]]:
@@ -49,13 +53,6 @@ def build_stages() -> List[List[Tuple[str, str]]]:
     return stages
 
 
-def python_of(stage: List[Tuple[str, str]]) -> Tuple[int, int]:
-    """The Python version of a stage's official python image (`FROM python:3.12-slim`)."""
-    found = re.match(r"python:(\d+)\.(\d+)\b", stage[0][1])
-    assert found, f"not an official python image: FROM {stage[0][1]}"
-    return int(found[1]), int(found[2])
-
-
 def pinned_versions(lines: List[str]) -> Dict[str, str]:
     pins: Dict[str, str] = {}
     for line in lines:
@@ -75,37 +72,69 @@ def bodywork_requirements() -> List[str]:
 def test_bodywork_yaml_names_the_image_that_its_inputs_give() -> None:
     config = load_bodywork_config()
     wanted = stage_image(config)
-    if config["pipeline"]["docker_image"] == FALLBACK_IMAGE:
-        pytest.skip(f"the documented fallback, {FALLBACK_IMAGE}, is named: {wanted} is not used")
     assert config["pipeline"]["docker_image"] == wanted, (
         "an input of the stage image changed (a stage pin, or one of "
         f"{', '.join(IMAGE_INPUTS)}): set pipeline.docker_image in bodywork.yaml to {wanted} "
-        "(`python -m tests.deploy.stage_requirements --image`); CI builds and pushes it"
+        "(`python -m tests.deploy.stage_requirements --image`); CI builds, tests and pushes it"
     )
+    assert wanted.split(":")[1].startswith(f"py{IMAGE_PYTHON}-")
 
 
-def test_the_image_runs_python_3_12_or_later_and_makes_bodywork_s_wheel_on_3_9() -> None:
-    *builders, final = build_stages()
-    assert python_of(final) >= (3, 12)
-    [wheel] = builders
-    assert python_of(wheel) == (3, 9)
-    assert wheel[0][1].endswith(" AS bodywork-wheel")
-    assert ("COPY", "--from=bodywork-wheel /wheels /wheels") in final
-
-
-def test_every_package_in_the_image_is_installed_by_the_recipe_that_tox_runs() -> None:
+def test_both_build_stages_start_from_the_debian_release_that_the_base_recipe_makes() -> None:
     wheel, final = build_stages()
-    runs = [rest for keyword, rest in wheel + final if keyword == "RUN"]
-    assert f"PYTHON=python bash /build/{RECIPE} wheel /wheels" in runs[0]
-    assert any(f"PYTHON=python bash /build/{RECIPE} install /wheels" in run for run in runs)
-    for run in runs:
-        assert not re.search(r"\bpip\b|apt-get", run), f"installs outside the recipe: {run}"
+    assert wheel[0] == ("FROM", f"{BASE} AS bodywork-wheel")
+    assert final[0] == ("FROM", BASE)
+    assert ("COPY", "--from=bodywork-wheel /wheels /wheels") in final
+    release = BASE.split(":")[1].split("-")[0]
+    base_recipe = (REPO / "deploy" / "debian_base.sh").read_text()
+    assert re.search(rf"--variant=minbase .*\n.*\n\s+{release} ", base_recipe), base_recipe
+    for suite in (release, f"{release}-updates", f"{release}-security"):
+        assert f" {suite} main" in base_recipe, f"the base's sources lack {suite}"
+
+
+def test_every_package_in_the_image_is_installed_by_the_recipe() -> None:
+    wheel, final = build_stages()
+    [wheel_run] = [rest for keyword, rest in wheel if keyword == "RUN"]
+    final_runs = [rest for keyword, rest in final if keyword == "RUN"]
+    recipe = f"bash /build/{RECIPE}"
+    assert f"{recipe} system " in wheel_run and f"{recipe} wheel /wheels" in wheel_run
+    assert f"{recipe} system " in final_runs[0] and f"{recipe} install /wheels" in final_runs[0]
+    for run in [wheel_run, *final_runs]:
+        assert not re.search(r"\bpip\b|apt-get|\bapt\b|curl|wget", run), f"not the recipe: {run}"
     copied = " ".join(rest for keyword, rest in final if keyword == "COPY")
-    for name in (*IMAGE_INPUTS[1:], "bodywork.yaml"):
+    for name in ("deploy/install_stage_image.sh", "deploy/bodywork_requirements.txt",
+                 "bodywork.yaml"):
         assert name in copied, f"{name} is not copied into the image"
+    assert ("USER", "bodywork") in final and final[-1] == ("WORKDIR", "/home/bodywork")
+
+
+def test_the_build_is_sent_exactly_the_files_the_dockerfile_copies() -> None:
+    copied = set()
+    for keyword, rest in instructions():
+        if keyword == "COPY" and not rest.startswith("--from="):
+            copied.update(rest.split()[:-1])
+    patterns = [line for line in (REPO / ".dockerignore").read_text().splitlines()
+                if line and not line.startswith("#")]
+
+    def sent(path: str) -> bool:
+        included = False
+        for pattern in patterns:
+            if fnmatch.fnmatch(path, pattern.lstrip("!")):
+                included = pattern.startswith("!")
+        return included
+
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert {path for path in tracked if sent(path)} == copied
+
+
+def test_ci_s_deploy_job_and_tox_install_bodywork_by_the_recipe() -> None:
     tox = (REPO / "tox.ini").read_text()
-    assert f"env PYTHON=python3.9 bash {RECIPE} wheel {{envtmpdir}}/wheels" in tox
-    assert f"env PYTHON={{envpython}} bash {RECIPE} install {{envtmpdir}}/wheels" in tox
+    assert f"env PYTHON={{envpython}} bash {RECIPE} wheel {{envtmpdir}}/wheels" in tox
+    assert f"env PYTHON={{envpython}} bash {RECIPE} bodywork {{envtmpdir}}/wheels" in tox
+    ci = (REPO / ".circleci" / "config.yml").read_text()
+    assert f"bash {RECIPE} wheel" in ci and f"bash {RECIPE} bodywork" in ci
 
 
 def test_the_image_s_bodywork_requirements_are_exact_and_take_no_stage_package() -> None:
@@ -117,15 +146,10 @@ def test_the_image_s_bodywork_requirements_are_exact_and_take_no_stage_package()
     assert tuple(int(p) for p in bodywork["urllib3"].split(".")[:2]) < (2, 6)
 
 
-def test_this_environment_holds_what_the_recipe_installs_on_the_image_s_python() -> None:
-    """Only in py312-bodywork (the recipe's venv): the same Python and the same versions."""
-    if sys.version_info[:2] != python_of(build_stages()[-1]):
-        pytest.skip("not the stage image's Python: this is checked in py312-bodywork")
-    wanted = {
-        "bodywork": "3.0.12",
-        **pinned_versions(bodywork_requirements()),
-        **pinned_versions(all_stage_requirements(load_bodywork_config())),
-    }
+def test_this_environment_holds_bodywork_as_the_recipe_builds_and_installs_it() -> None:
+    """Bodywork's wheel, built here by the recipe, declares what the recipe says it fixed."""
+    assert sys.version_info >= (3, 11)
+    wanted = {"bodywork": "3.0.12", **pinned_versions(bodywork_requirements())}
     found: Dict[str, str] = {}
     for name in wanted:
         try:
@@ -133,3 +157,6 @@ def test_this_environment_holds_what_the_recipe_installs_on_the_image_s_python()
         except PackageNotFoundError:
             found[name] = "missing"
     assert found == wanted
+    assert metadata("bodywork")["Requires-Python"] == ">=3.7"
+    declared = [r for r in requires("bodywork") or [] if "extra ==" not in r]
+    assert pinned_versions(declared) == pinned_versions(bodywork_requirements())
