@@ -2,7 +2,7 @@
 from typing import Optional
 
 from pydantic import Field, SecretStr, ValidationError
-from typing_extensions import Literal
+from typing import Literal
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_STORE = "artifacts"

@@ -2,7 +2,7 @@
 from typing import Any, Dict, List, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from typing_extensions import Annotated
+from typing import Annotated
 
 from pipeline.artifact.model import MAX_ORDERS_PLACED
 from pipeline.artifact.promise import MAX_PROBABILITY, MIN_PROBABILITY

@@ -3,7 +3,7 @@
 Async, so that FastAPI runs them on the event loop, not in its thread pool."""
 from fastapi import Depends, Request
 from starlette.exceptions import HTTPException
-from typing_extensions import Annotated
+from typing import Annotated
 
 from pipeline.registry.published import LoadedModel
 from pipeline.service.metrics import ServiceMetrics

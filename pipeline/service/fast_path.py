@@ -20,12 +20,12 @@ whose routes, guard and error handlers define every refusal: the fast path can n
 differently from the app, only sooner. The routes stay registered for the OpenAPI schema.
 """
 import time
-from typing import List, Mapping, Optional
+from typing import Annotated, List, Mapping, NotRequired, Optional
 
 import numpy as np
 import pydantic_core
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
-from typing_extensions import Annotated, NotRequired, TypedDict
+from typing_extensions import TypedDict  # pydantic reads typing's only from Python 3.12
 
 from pipeline.service.api_schema import (
     MAX_BATCH_ORDERS,

@@ -9,7 +9,7 @@ uvicorn's parsers honour.
 """
 from typing import Iterable
 
-from typing_extensions import Protocol
+from typing import Protocol
 
 from pipeline.service.middleware.asgi import CLOSE_HEADER, ASGIApp, Header, Message, Receive
 from pipeline.service.middleware.asgi import Scope, Send

@@ -2,7 +2,7 @@
 import resource
 from typing import TYPE_CHECKING, NamedTuple, Tuple
 
-from typing_extensions import Literal
+from typing import Literal
 
 if TYPE_CHECKING:  # not at run time: the server's internals tests run without pydantic
     from pipeline.settings import Settings

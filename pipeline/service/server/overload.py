@@ -3,7 +3,7 @@ request's headers (oldest first, to be shed at the cap), and the overload counte
 from collections import OrderedDict
 from typing import Callable, Optional
 
-from typing_extensions import Protocol
+from typing import Protocol
 
 from pipeline.service.server.limits import HttpLimits
 

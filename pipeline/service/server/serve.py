@@ -23,7 +23,7 @@ import importlib.util
 from typing import Any, Callable, Dict, Optional, Tuple, cast
 
 import uvicorn
-from typing_extensions import Protocol
+from typing import Protocol
 
 from pipeline.logs import configure_logger
 from pipeline.service.middleware.asgi import ASGIApp
