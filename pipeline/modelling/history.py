@@ -24,7 +24,7 @@ likelihood of the new tranche's rows of products with a history (a sample of the
 lines integrated out, as the catalogue prior is learned. The state lives in orders placed
 (hours, hours per order); each week's fit works in that week's standardised orders.
 """
-from typing import Any, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Tuple
 
 import numpy as np
 from scipy import optimize, special
@@ -288,7 +288,3 @@ def subset(history: ProductHistory, positions: np.ndarray) -> ProductHistory:
 def empty() -> ProductHistory:
     return ProductHistory(ProductCodes.from_strings(()), np.zeros((0, 2)), np.zeros((0, 3)),
                           np.zeros(0, np.int16), np.zeros(0, np.int16))
-
-
-def product_count(history: Optional[History]) -> int:
-    return 0 if history is None else len(history.products.codes)
