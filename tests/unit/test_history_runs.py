@@ -52,6 +52,9 @@ def test_each_run_leaves_a_state_the_next_run_starts_from(
     one, two = load_model(store, first), load_model(store, second)
     assert history(one)["began"] == "fresh" and history(one)["weeks"] == 1
     assert "started_from" not in history(one)
+    split = split_by_product(generate_dataset.generate_tranche(3000, 40, seed=1, zipf=1.1).data)
+    alone = PooledLinearRegressor().fit(split.train[[PRODUCT, ORDERS]], split.train[HOURS])
+    assert one.model.slopes.tolist() == alone.slopes_.tolist()  # the first week, as before
     assert history(two)["began"] == "state" and history(two)["weeks"] == 2
     assert history(two)["started_from"] == state_key(first)
     assert history(two)["state_key"] == state_key(second)
