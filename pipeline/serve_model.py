@@ -13,14 +13,15 @@ Steps:
 3. Answer GET /health (process alive) and GET /ready (model loaded) for Kubernetes probes,
    GET /api/v0.1/model (the model served) for clients and operators, and /docs from assets
    the service serves itself (no CDN). GET /metrics (Prometheus) is answered on a port of its
-   own (--metrics-port), which the ingress in front of --port never reaches.
+   own (--metrics-port), which the ingress in front of --port never reaches. Pages of the
+   origins in TTD_CORS_ORIGINS (the platform UI) may call the API from a browser (CORS).
 """
 import errno
 import signal
 import socket
 import sys
 from types import FrameType
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from pipeline.cli import add_store_argument, build_parser, exit_on_failure, stage_settings
 from pipeline.logs import LOG_FORMAT, configure_logger
@@ -140,10 +141,12 @@ def main(
     http_parser: Parser = "httptools",
     access_log: bool = False,
     metrics_port: int = 0,
+    cors_origins: Sequence[str] = (),
 ) -> None:
     """Load the newest verified model (or the pinned one), then serve it until stopped.
 
-    With `metrics_port` (not 0), /metrics is served on that port, not on `port`.
+    With `metrics_port` (not 0), /metrics is served on that port, not on `port`; pages of
+    `cors_origins` may call the API from a browser.
     """
     log.info("Starting serve-model stage.")
     check_port_free(host, port)
@@ -171,7 +174,8 @@ def main(
         log.info(f"Metrics on http://{host}:{metrics_port}/metrics (not on port {port})")
     else:
         log.info("Metrics are not served: --metrics-port/TTD_METRICS_PORT is 0")
-    serve(app, host, port, http_limits, http_parser, uvicorn_log_config(), access_log)
+    serve(app, host, port, http_limits, http_parser, uvicorn_log_config(), access_log,
+          cors_origins)
 
 
 def _note_stop_signal(signum: int, frame: Optional[FrameType]) -> None:
@@ -218,4 +222,5 @@ if __name__ == "__main__":
             settings.http_parser,
             settings.access_log,
             args.metrics_port,
+            settings.cors_origins,
         )

@@ -1,9 +1,9 @@
 """Settings that come from the environment: secrets and per-deployment values, in one place."""
-from typing import Optional
+from typing import Annotated, Literal, Optional, Tuple
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError
-from typing import Literal
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_STORE = "artifacts"
 ENV_PREFIX = "TTD_"
@@ -11,6 +11,48 @@ ENV_PREFIX = "TTD_"
 
 class SettingsError(ValueError):
     """A TTD_* variable holds a value that cannot be used; the message names it."""
+
+
+ORIGIN_FORM = (
+    "an origin is scheme://host[:port] as a browser sends it: http or https, lower case, "
+    "no path or trailing slash, no default port"
+)
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def browser_origin(text: str) -> Optional[str]:
+    """Return `text` written as a browser writes an origin, or None if it names none."""
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:  # a port that is not a number, or out of range
+        return None
+    host = parts.hostname
+    if parts.scheme not in DEFAULT_PORTS or not host or parts.username is not None:
+        return None
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return None
+    host = f"[{host}]" if ":" in host else host
+    shown_port = "" if port in (None, DEFAULT_PORTS[parts.scheme]) else f":{port}"
+    return f"{parts.scheme}://{host}{shown_port}"
+
+
+def check_origin(text: str) -> str:
+    """Return `text` if a browser's `Origin` header can equal it; say how to write it if not.
+
+    CORS compares the header with each allowed origin as text: `https://ui.example.com/` or
+    `https://UI.example.com` would never match, and the UI would fail with no sign why.
+    """
+    if text == "*":
+        raise ValueError(
+            "'*' would let any web page call the API from its visitors' browsers: list the "
+            "platform UI's origins"
+        )
+    written = browser_origin(text)
+    if written == text and text.isascii():
+        return text
+    hint = f" (write {written!r})" if written and written.isascii() else ""
+    raise ValueError(f"{text!r} is not an origin{hint}: {ORIGIN_FORM}")
 
 
 class Settings(BaseSettings):
@@ -89,6 +131,31 @@ class Settings(BaseSettings):
         6.0, ge=0, description="training removes leftovers older than this"
     )
 
+    # The web pages allowed to call the API from a browser (the platform UI), comma-separated
+    # (TTD_CORS_ORIGINS=https://ui.example.com,http://localhost:3000). Unset: no CORS layer
+    # at all, and browsers refuse pages of other origins their calls, as before.
+    cors_origins: Annotated[Tuple[str, ...], NoDecode] = Field(
+        (), description="origins whose pages may call the API, comma-separated"
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        """Read the comma-separated list; blanks around each origin are dropped."""
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return ()
+        origins = [origin.strip() for origin in value.split(",")]
+        if "" in origins:
+            raise ValueError(f"an empty origin between commas: {ORIGIN_FORM}")
+        return tuple(origins)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, origins: Tuple[str, ...]) -> Tuple[str, ...]:
+        return tuple(check_origin(origin) for origin in origins)
+
     def signing_key_bytes(self) -> Optional[bytes]:
         if self.signing_key is None or not self.signing_key.get_secret_value():
             return None
@@ -119,6 +186,6 @@ def describe_variables() -> str:
     """List the TTD_* variables with their defaults, for a command's --help."""
     lines = ["environment variables (AWS_* are boto3's own):"]
     for name, field in Settings.model_fields.items():
-        default = "unset" if field.default is None else field.default
+        default = "unset" if field.default in (None, ()) else field.default
         lines.append(f"  {ENV_PREFIX}{name.upper():<20} {field.description} (default: {default})")
     return "\n".join(lines)

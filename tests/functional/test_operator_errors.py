@@ -45,7 +45,9 @@ def busy_port() -> Iterator[int]:
 
 @pytest.mark.parametrize("stage", STAGES)
 @pytest.mark.parametrize(
-    "variable, bad", [("TTD_S3_MAX_ATTEMPTS", "x"), ("TTD_DEBUG", "maybe")]
+    "variable, bad",
+    [("TTD_S3_MAX_ATTEMPTS", "x"), ("TTD_DEBUG", "maybe"),
+     ("TTD_CORS_ORIGINS", "https://ui.example.com/")],
 )
 def test_a_bad_setting_is_one_error_line_naming_the_variable(
     tmp_path: Path, stage: str, variable: str, bad: str

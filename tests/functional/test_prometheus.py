@@ -8,28 +8,18 @@ the rules use is exposed under that name.
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, NamedTuple, Set
+from typing import Any, Dict, List, Set
 
 import httpx
-import pytest
 import yaml
 
-from pipeline import train_model
-from pipeline.service.app import API_PATH, BATCH_PATH
-from pipeline.registry.store import LocalStore
 from tests.apt import ensure_program
-from tests.processes import REPO, Service, free_port, start_service, stop_service
+from tests.processes import REPO
+from tests.prometheus import Live, running_prometheus
 
 ALERTS = REPO / "deploy" / "alerts.yaml"
 ALERT_TESTS = Path(__file__).with_name("alerts_test.yaml")
-DEADLINE = 60.0
-
-
-class Live(NamedTuple):
-    port: int
-    metrics_port: int
 
 
 def promtool(*args: str, stdin: str = "", cwd: Path = REPO) -> "subprocess.CompletedProcess[str]":
@@ -46,28 +36,6 @@ def rules() -> List[Dict[str, Any]]:
 
 def metrics_the_rules_use() -> Set[str]:
     return {name for rule in rules() for name in re.findall(r"\bttd_[a-z0-9_]+", rule["expr"])}
-
-
-@pytest.fixture
-def live(store_with_tranche: LocalStore) -> Iterator[Live]:
-    """A service that has answered an estimate, a batch and a refusal."""
-    train_model.main(store_with_tranche)
-    port, metrics_port = free_port(), free_port()
-    service: Service = start_service(
-        ["-m", "pipeline.serve_model", str(store_with_tranche.root), "--port", str(port),
-         "--metrics-port", str(metrics_port)],
-        port,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        order = {"product_code": "SKU001", "orders_placed": 40}
-        assert httpx.post(base + API_PATH, json=order).status_code == 200
-        assert httpx.post(base + BATCH_PATH, json={"orders": [order] * 3}).status_code == 200
-        refused = httpx.post(base + API_PATH, json={"product_code": "SKU999", "orders_placed": 1})
-        assert refused.status_code == 422
-        yield Live(port, metrics_port)
-    finally:
-        stop_service(service)
 
 
 def test_promtool_finds_nothing_to_fix_in_a_live_service_s_metrics(live: Live) -> None:
@@ -118,58 +86,23 @@ def test_the_unit_tests_fail_when_an_alert_s_threshold_is_loosened(tmp_path: Pat
     assert "TimeToDispatchHighRefusalRate" in result.stdout + result.stderr
 
 
-def query(client: httpx.Client, path: str, **params: str) -> Any:
-    response = client.get(path, params=params)
-    response.raise_for_status()
-    body = response.json()
-    assert body["status"] == "success", body
-    return body["data"]
-
-
 def test_a_real_prometheus_scraping_the_service_sees_every_metric_the_rules_use(
     live: Live, tmp_path: Path
 ) -> None:
-    prometheus = ensure_program("prometheus", "prometheus", recommends=False)
-    port = free_port()
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(ALERTS)],
-        "scrape_configs": [{
-            "job_name": "time-to-dispatch",
-            "static_configs": [{"targets": [f"127.0.0.1:{live.metrics_port}"]}],
-        }],
-    }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    log = (tmp_path / "prometheus.log").open("w")
-    server = subprocess.Popen(
-        [prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
-         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
     names: Set[str] = set()
     rule_health: List[str] = []
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-            deadline = time.monotonic() + DEADLINE
-            while time.monotonic() < deadline and server.poll() is None:
-                try:
-                    names = set(query(client, "/api/v1/label/__name__/values"))
-                    groups = query(client, "/api/v1/rules")["groups"]
-                    rule_health = [rule["health"] for g in groups for rule in g["rules"]]
-                except httpx.TransportError:
-                    pass
-                except httpx.HTTPStatusError as exc:  # 503 while its storage starts
-                    if exc.response.status_code != 503:
-                        raise
-                if metrics_the_rules_use() <= names and rule_health.count("ok") == len(rules()):
-                    break
-                time.sleep(0.2)  # polling interval, not a wait for an outcome
-            up = query(client, "/api/v1/query", query="up")["result"]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
-    output = (tmp_path / "prometheus.log").read_text()
+    with running_prometheus(tmp_path, live.target, [ALERTS]) as prometheus:
+
+        def scraped_with_rules_loaded() -> bool:
+            nonlocal names, rule_health
+            names = set(prometheus.query("/api/v1/label/__name__/values"))
+            groups = prometheus.query("/api/v1/rules")["groups"]
+            rule_health = [rule["health"] for g in groups for rule in g["rules"]]
+            return metrics_the_rules_use() <= names and rule_health.count("ok") == len(rules())
+
+        prometheus.wait_for(scraped_with_rules_loaded)
+        up = prometheus.instant("up")
+    output = prometheus.output()
     assert [sample["value"][1] for sample in up] == ["1"], output
     missing = metrics_the_rules_use() - names
     assert not missing, f"the rules use metrics the service does not expose: {sorted(missing)}"

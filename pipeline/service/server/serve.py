@@ -12,7 +12,8 @@ them, and answers a request its parser cannot read in plain text. So:
   is), the drain on SIGTERM, and the JSON 400;
 - plain ASGI middlewares in front of the app (pipeline/service/middleware/): for each
   connection, its state as the ASGI layer sees it and `Connection: close` while draining;
-  for all, the ambiguous-length 400 and the memory budget of request bodies (503);
+  for all, CORS when origins are allowed (TTD_CORS_ORIGINS), the ambiguous-length 400 and
+  the memory budget of request bodies (503);
 - uvicorn's own parameters for the rest: the keep-alive timeout, the listen backlog, h11's
   buffer limit (above the guard's 431), the graceful shutdown's bound.
 
@@ -20,7 +21,7 @@ Repeated log lines (asyncio's failed accepts, uvicorn's warnings, the closures a
 rate-limited (pipeline/service/log_filter.py), so an attack cannot flood the log.
 """
 import importlib.util
-from typing import Any, Callable, Dict, Optional, Tuple, cast
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, cast
 
 import uvicorn
 from typing import Protocol
@@ -28,6 +29,7 @@ from typing import Protocol
 from pipeline.logs import configure_logger
 from pipeline.service.middleware.asgi import ASGIApp
 from pipeline.service.middleware.body_budget import BodyBudget, BodyBudgetGuard
+from pipeline.service.middleware.cors import allow_origins
 from pipeline.service.middleware.framing import AmbiguousLengthGuard
 from pipeline.service.server.limits import MAX_HEADER_BYTES, HttpLimits, Parser
 from pipeline.service.server.limits import fit_to_file_limit
@@ -62,11 +64,19 @@ def available(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def guarded_app(app: ASGIApp, budget: BodyBudget, metrics: Optional[OverloadMetrics]) -> ASGIApp:
-    """Put the server's middlewares in front of `app`: the ambiguous-length 400, then the
-    body budget (each connection's ConnectionState goes in front of both, protocol.py)."""
+def guarded_app(
+    app: ASGIApp, budget: BodyBudget, metrics: Optional[OverloadMetrics],
+    cors_origins: Sequence[str] = (),
+) -> ASGIApp:
+    """Put the server's middlewares in front of `app`: CORS for `cors_origins` (none: no CORS
+    layer), the ambiguous-length 400, then the body budget (each connection's ConnectionState
+    goes in front of them all, protocol.py).
+
+    CORS is outermost so that the refusals of the guards behind it, and a 500 from
+    Starlette's outermost layer, carry its headers too: a page can read them.
+    """
     count = None if metrics is None else metrics.overloaded
-    return AmbiguousLengthGuard(BodyBudgetGuard(app, budget, count))
+    return allow_origins(AmbiguousLengthGuard(BodyBudgetGuard(app, budget, count)), cors_origins)
 
 
 def serve(
@@ -77,8 +87,9 @@ def serve(
     parser: Parser,
     log_config: Dict[str, Any],
     access_log: bool = False,
+    cors_origins: Sequence[str] = (),
 ) -> None:
-    """Run uvicorn until SIGTERM or SIGINT, then drain.
+    """Run uvicorn until SIGTERM or SIGINT, then drain; pages of `cors_origins` may call it.
 
     uvloop and httptools are requirements, but a hand-made environment may lack them: the
     service then runs on asyncio's loop and h11, and says so, rather than not starting.
@@ -101,13 +112,15 @@ def serve(
         f"{limits.max_connections} connections, drain grace {limits.drain_grace:g} s, "
         f"request bodies in memory at most {limits.body_budget / 2**20:g} MiB"
     )
+    allowed = ", ".join(cors_origins) or "none (TTD_CORS_ORIGINS lists them)"
+    log.info(f"CORS: the origins whose pages may call the API from a browser: {allowed}")
     metrics = overload_metrics(app)
     budget = BodyBudget(limits.body_budget)
     if metrics is not None:
         metrics.watch_body_bytes(lambda: float(budget.held))
     overload = Overload(limits, None if metrics is None else metrics.overloaded)
     uvicorn.run(
-        guarded_app(app, budget, metrics),
+        guarded_app(app, budget, metrics, cors_origins),
         host=host,
         port=port,
         http=protocol_factory(GuardedProtocol, overload, wrapped_protocol_class(parser)),
