@@ -37,8 +37,12 @@ def line_hours(intercepts: np.ndarray, slopes: np.ndarray, at: Any, orders: Any)
 
 
 def served_hours(hours: Any) -> Any:
-    """Return hours as served: never below zero (and 0.0, never -0.0)."""
-    return np.maximum(hours, 0.0) + 0.0
+    """Return hours as served: never below zero (and 0.0, never -0.0); for one order as
+    for many, the same IEEE operations (a ufunc call on one number would cost more than
+    the rest of its estimate)."""
+    if isinstance(hours, np.ndarray):
+        return np.maximum(hours, 0.0) + 0.0
+    return max(float(hours), 0.0) + 0.0
 
 
 @dataclass(frozen=True)

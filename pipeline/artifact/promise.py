@@ -12,6 +12,7 @@ with numpy alone (the service imports neither pandas, scikit-learn nor scipy):
 
 Q being the calibrated score quantile at probability p, linear between a grid's 0.50..0.99.
 """
+import math
 from bisect import bisect_left
 from dataclasses import dataclass, fields, replace
 from typing import Any, Dict
@@ -86,14 +87,21 @@ class Promises:
         """Return each order's spread about its line: noise and the line's own uncertainty
         (`at` one position or many, `orders` one queue or many)."""
         u = (orders - self.x_centre) / self.x_scale
-        line_var = np.maximum(self.c0[at] + u * (2.0 * self.c1[at] + u * self.c2[at]), 0.0)
-        noise = np.maximum(self.scale[0] + self.scale[1] * orders, self.scale[2]) * self.ratio[at]
-        return np.sqrt(noise * noise + line_var)
+        line_var = _at_least(self.c0[at] + u * (2.0 * self.c1[at] + u * self.c2[at]), 0.0)
+        noise = _at_least(self.scale[0] + self.scale[1] * orders, self.scale[2]) * self.ratio[at]
+        spread = noise * noise + line_var
+        return np.sqrt(spread) if isinstance(spread, np.ndarray) else math.sqrt(spread)
 
     def hours(self, at: Any, line: Any, orders: Any, probability: float) -> Any:
         """Return the promise of the orders of the products at `at`, whose lines give `line`
         hours: the same floating-point steps for one order and for many."""
         return promise_hours(line, self.sigma(at, orders), self.score_quantile(probability))
+
+
+def _at_least(values: Any, floor: float) -> Any:
+    """max(values, floor), elementwise: numpy's for arrays, Python's for one number (the
+    same IEEE result; a ufunc call on one number costs more than the rest of a promise)."""
+    return np.maximum(values, floor) if isinstance(values, np.ndarray) else max(values, floor)
 
 
 def promise_hours(line: Any, sigma: Any, quantile: float) -> Any:

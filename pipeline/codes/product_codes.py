@@ -121,7 +121,7 @@ class ProductCodes:
         group = self._groups.get(len(data))
         if group is None:
             return -1
-        at = int(np.searchsorted(group.rows, data))
+        at = int(group.rows.searchsorted(data))  # the method: half the function's cost
         if at == len(group.rows) or (data and group.rows[at:at + 1].tobytes() != data):
             return -1
         return int(group.positions[at])
@@ -151,7 +151,7 @@ class ProductCodes:
             group = self._groups.get(length)
             if group is None:
                 continue
-            at = np.minimum(np.searchsorted(group.rows, rows), len(group.rows) - 1)
+            at = np.minimum(group.rows.searchsorted(rows), len(group.rows) - 1)
             hit = group.rows[at] == rows
             positions[own + members[hit]] = group.positions[at[hit]]
         return positions

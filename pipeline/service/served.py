@@ -21,7 +21,7 @@ def round_hours(hours: Any) -> Any:
     own rounding error of a half (where round() decides on h's exact decimal value): those
     few are rounded by round() itself.
     """
-    if np.ndim(hours) == 0:
+    if not isinstance(hours, np.ndarray):
         return round(float(hours), 3)
     scaled = hours * 1000.0
     rounded: np.ndarray = np.rint(scaled) / 1000.0
