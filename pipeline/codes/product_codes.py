@@ -8,6 +8,7 @@ bytes: exact, never a guess, and no hash a client could aim at. One request's co
 batch's and a whole catalogue's (training matches catalogues of a million codes) are all
 found this way.
 """
+from functools import cached_property
 from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -30,7 +31,6 @@ class ProductCodes:
             raise ValueError("product code offsets must start at 0")
         if self.offsets[-1] != len(self.utf8) or (np.diff(self.offsets) < 0).any():
             raise ValueError("product code offsets do not fit the code bytes")
-        self._bytes = self.utf8.tobytes()
         self._groups: Optional[Dict[int, _Group]] = None
         # The last catalogue of codes looked up among these, and where: a training run asks
         # for this week's products among the live model's several times.
@@ -46,6 +46,12 @@ class ProductCodes:
     def of(cls, codes: Union["ProductCodes", Iterable[str]]) -> "ProductCodes":
         return codes if isinstance(codes, ProductCodes) else cls.from_strings(codes)
 
+    @cached_property
+    def _bytes(self) -> bytes:
+        """The codes' bytes as one Python bytes object, made when first needed (a
+        catalogue's codes are often only looked up, never decoded)."""
+        return self.utf8.tobytes()
+
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
@@ -58,7 +64,8 @@ class ProductCodes:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ProductCodes):
             return NotImplemented
-        return bool(np.array_equal(self.offsets, other.offsets) and self._bytes == other._bytes)
+        return bool(np.array_equal(self.offsets, other.offsets)
+                    and np.array_equal(self.utf8, other.utf8))
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -100,7 +107,8 @@ class ProductCodes:
 
     def starts_with(self, codes: "ProductCodes") -> bool:
         """Say whether these codes are our first ones, in order (a model's own products)."""
-        if len(codes) > len(self) or codes._bytes != self._bytes[:len(codes._bytes)]:
+        size = len(codes.utf8)
+        if len(codes) > len(self) or not np.array_equal(codes.utf8, self.utf8[:size]):
             return False
         return bool(np.array_equal(codes.offsets, self.offsets[:len(codes) + 1]))
 

@@ -242,12 +242,12 @@ def learn(week: Week, rows: Sums, lines: np.ndarray, cov: np.ndarray, transition
     return Posterior(mean, cov), jumped
 
 
-def carried(week: Week, history: ProductHistory, transition: Transition) -> ProductHistory:
-    """Return every product of the history as this week's prior leaves it, before its rows:
-    its line and covariance in orders placed, its weeks as they were."""
-    mean, cov = carried_prior(week, history.mean, history.cov, transition)
-    lines, covs = to_orders(mean.T, packed(cov), week.centre, week.scale)
-    return history._replace(mean=lines, cov=covs)
+def carried(week: Week, lines: np.ndarray, cov: np.ndarray, transition: Transition
+            ) -> Tuple[np.ndarray, np.ndarray]:
+    """Return lines (products, 2) with packed covariances (products, 3) in orders placed as
+    this week's prior leaves them, before their products' rows: the same, a week on."""
+    mean, stacked_cov = carried_prior(week, lines, cov, transition)
+    return to_orders(mean.T, packed(stacked_cov), week.centre, week.scale)
 
 
 def advance(seen: ProductHistory, before: ProductHistory, seen_at: np.ndarray,

@@ -51,11 +51,12 @@ def by_popularity(estimator: Any, split: Split, promise: PromiseParams) -> List[
         wanted[picked] = True
         split = Split(*(rows[wanted[estimator.product_index(rows[PRODUCT])]] for rows in split))
     train, test = split
-    alone = estimator.newest_only()
-    codes = estimator.product_codes_
-    shape = promise_shape(alone, codes, train)
     own = _figures(estimator, Promises(promise), train, test)
-    other = _figures(alone, Promises(calibrate(shape, alone, codes, test)), train, test)
+    other = own  # without a history, this week's rows alone are the fit itself
+    if estimator.transition_ is not None:
+        alone, codes = estimator.newest_only(), estimator.product_codes_
+        shape = promise_shape(alone, codes, train)
+        other = _figures(alone, Promises(calibrate(shape, alone, codes, test)), train, test)
     bands = []
     for low, high, name in BANDS:
         members = (estimator.rows_ >= low) & (estimator.rows_ <= (high or np.inf))

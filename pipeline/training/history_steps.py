@@ -21,6 +21,7 @@ from pipeline.modelling.history import (
     START,
     History,
     ProductHistory,
+    Transition,
     advance,
     carried,
     empty,
@@ -162,7 +163,7 @@ def extend(estimator: PooledLinearRegressor, fitted: ProductLinearModel,
     history: this week's lines, then the carried ones."""
     if start.history is not None:
         transition = estimator.transition_ or start.history.transition
-        before = carried(estimator.week_, start.history.products, transition)
+        before = _carried(estimator, start.history.products, transition)
         previous: Optional[ProductLinearModel] = ProductLinearModel(
             before.codes, before.mean[:, 0], before.mean[:, 1],
             CatalogueState(before.weeks_unseen, *_dropped(live)),
@@ -180,6 +181,18 @@ def extend(estimator: PooledLinearRegressor, fitted: ProductLinearModel,
     weeks = start.history.weeks + 1 if start.history is not None else 1
     return Extended(catalogue, History(products, tranche_key, weeks, transition),
                     before.cov[catalogue.carried_from])
+
+
+def _carried(estimator: PooledLinearRegressor, history: ProductHistory,
+             transition: Transition) -> ProductHistory:
+    """The history with the lines of the products unseen this week as their prior leaves
+    them (those seen are learned from their rows: their old lines stay, unused)."""
+    unseen = np.ones(len(history.codes), dtype=bool)
+    unseen[estimator.history_at_[estimator.history_at_ >= 0]] = False
+    at = np.flatnonzero(unseen)
+    lines, cov = history.mean.copy(), history.cov.copy()
+    lines[at], cov[at] = carried(estimator.week_, history.mean[at], history.cov[at], transition)
+    return history._replace(mean=lines, cov=cov)
 
 
 def _dropped(live: Optional[LoadedModel]) -> Tuple[ProductCodes, np.ndarray]:

@@ -38,8 +38,11 @@ def weeks(world: str, count: int, change_week: int) -> Tuple[PooledLinearRegress
         split = split_by_product(tranche.data)
         fit = PooledLinearRegressor().fit(split.train[[PRODUCT, ORDERS]], split.train[HOURS],
                                           history=history)
-        before = empty() if history is None else carried(
-            fit.week_, history.products, fit.transition_ or START)
+        before = empty()
+        if history is not None:
+            lines, cov = carried(fit.week_, history.products.mean, history.products.cov,
+                                 fit.transition_ or START)
+            before = history.products._replace(mean=lines, cov=cov)
         products = advance(fit.fitted_history(), before, fit.history_at_)
         history = History(products, f"week {week}", week, fit.transition_ or START)
         fits.append(fit)
@@ -103,7 +106,8 @@ def test_an_unseen_product_grows_less_certain_each_week_until_it_is_a_new_one() 
         mean, cov = carried_prior(WEEK, product.mean, product.cov, keep)  # standardised
         covariances.append(cov[:, :, 0])
         means.append(mean[:, 0])
-        product = carried(WEEK, product, keep)  # the same, in orders placed, a week on
+        lines, cov = carried(WEEK, product.mean, product.cov, keep)  # in orders, a week on
+        product = product._replace(mean=lines, cov=cov)
     growing = [np.linalg.eigvalsh(later - earlier).min()
                for earlier, later in zip(covariances, covariances[1:])]
     assert min(growing) > -1e-12  # each week's covariance contains the week before's
