@@ -126,3 +126,15 @@ def test_codes_held_as_categories_fit_the_model_held_as_text() -> None:
     assert list(as_categories.product_codes_) == list(as_text.product_codes_)
     np.testing.assert_allclose(as_categories.slopes_, as_text.slopes_)
     np.testing.assert_allclose(as_categories.predict(categorical), as_text.predict(data))
+
+
+def test_rows_are_found_alike_whether_their_codes_are_text_or_categories_in_any_order() -> None:
+    data = generate_tranche(3000, 30, seed=4).data
+    texts = data[[PRODUCT, ORDERS]]
+    shuffled = texts.assign(**{PRODUCT: texts[PRODUCT].astype(
+        pd.CategoricalDtype(sorted(set(texts[PRODUCT]), reverse=True)))})
+    for X in (texts, shuffled):
+        model = PooledLinearRegressor().fit(X, data[HOURS])
+        assert model.product_codes_.tolist() == sorted(set(texts[PRODUCT]))
+        assert model.predict(X).tolist() == model.predict(texts).tolist()
+        assert (model.product_index(X[PRODUCT]) == model.product_index(texts[PRODUCT])).all()
