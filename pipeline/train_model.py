@@ -100,7 +100,6 @@ def main(
         return done
     live = load_live_model(store, signing_key, live_version)
     prepared = prepare_data(tranche, live)
-    tranche = tranche._replace(raw=b"")  # a 10M-row file is 180 MB: let it go once parsed
     start = load_history(store, live, tranche.key, history, signing_key)
     clock.lap("load_and_validate")
     fitted = fit_lines(prepared.split, estimator, start)

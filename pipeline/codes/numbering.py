@@ -7,7 +7,7 @@ them as categories whose values are arrow strings, so the codes' bytes are hande
 arrow holds them, never as a Python string per code; every later match of rows against a
 catalogue is ProductCodes.find_many on those bytes.
 """
-from typing import Sequence, Tuple, Union
+from typing import List, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -22,10 +22,13 @@ Values = Union[pd.Index, pd.Series, np.ndarray, Sequence[str]]
 ARROW_TEXT = pd.StringDtype("pyarrow", na_value=np.nan)
 
 
-def number_codes(texts: Texts) -> Tuple[np.ndarray, ProductCodes]:
+def number_codes(texts: Union[Texts, List[pa.Array]]) -> Tuple[np.ndarray, ProductCodes]:
     """Return each code's rank among the distinct codes sorted by their bytes (-1: missing),
-    and those codes."""
-    chunked = texts if isinstance(texts, pa.ChunkedArray) else pa.chunked_array([texts])
+    and those codes. A list of blocks is consumed: each goes once numbered."""
+    blocks = texts if isinstance(texts, list) else (
+        list(texts.chunks) if isinstance(texts, pa.ChunkedArray) else [texts])
+    chunked = pa.chunked_array(blocks, blocks[0].type if blocks else pa.string())
+    blocks.clear()
     if not pa.types.is_dictionary(chunked.type):
         chunked = pc.dictionary_encode(chunked)
     chunked = chunked.unify_dictionaries()  # the blocks of a read share one dictionary
@@ -36,8 +39,10 @@ def number_codes(texts: Texts) -> Tuple[np.ndarray, ProductCodes]:
     rank[order] = np.arange(len(order), dtype=np.int32)
     rank[-1] = -1  # a missing code's index (null, filled with -1) picks this
     numbers, start = np.empty(len(chunked), dtype=np.int32), 0
-    for chunk in chunked.chunks:
-        indices = pc.fill_null(chunk.indices, -1).to_numpy()
+    blocks = list(chunked.chunks)
+    del chunked
+    while blocks:
+        indices = pc.fill_null(blocks.pop(0).indices, -1).to_numpy()
         numbers[start:start + len(indices)] = rank[indices]
         start += len(indices)
     return numbers, from_arrow(dictionary.take(pa.array(order)))

@@ -85,8 +85,9 @@ def _read_typed(raw: bytes) -> Optional[pd.DataFrame]:
     except (pa.ArrowException, UnicodeDecodeError):  # a word where a number goes, a row of
         return None  # another width, a header that is not UTF-8: the general read says which
     rows = table.num_rows
-    numbers, products = number_codes(table.column(PRODUCT))
+    codes = list(table.column(PRODUCT).chunks)
     table = table.drop_columns([PRODUCT])
+    numbers, products = number_codes(codes)  # each block let go once numbered
     columns = {}
     for column in (HOURS, ORDERS):  # a missing value becomes NaN, as pandas reads it
         chunks = list(table.column(column).chunks)
