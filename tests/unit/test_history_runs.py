@@ -157,6 +157,31 @@ def test_a_rollback_learns_from_the_pinned_models_state(store: LocalStore) -> No
     assert history(load_model(store, version))["started_from"] == state_key(pinned)
 
 
+def test_a_wrong_week_replaced_by_pinning_the_model_before_it_is_never_learned(
+    tmp_path: Path,
+) -> None:
+    """docs/operating.md: a tranche accepted, then corrected by the data team. Pinning the
+    model before it and dropping the corrected file gives the model a store that only ever
+    had the corrected week would give."""
+    corrected = generate_dataset.generate_tranche(3000, 40, seed=9, zipf=1.1).data
+    stores = [LocalStore(tmp_path / name) for name in ("replaced", "clean")]
+    for store in stores:
+        drop_week(store, 0)
+    first = train_model.main(stores[0])
+    train_model.main(stores[1])
+    drop_week(stores[0], 1)  # accepted and published, then found wrong
+    train_model.main(stores[0])
+    put_tranche(stores[0], corrected, FIRST_WEEK + timedelta(weeks=1, hours=14))
+    replaced = train_model.main(stores[0], live_version=first)
+    put_tranche(stores[1], corrected, FIRST_WEEK + timedelta(weeks=1, hours=14))
+    clean = train_model.main(stores[1])
+    ours, theirs = load_model(stores[0], replaced), load_model(stores[1], clean)
+    assert history(ours)["started_from"] == state_key(first) and history(ours)["weeks"] == 2
+    assert ours.model.product_codes == theirs.model.product_codes
+    assert np.array_equal(ours.model.slopes, theirs.model.slopes)
+    assert np.array_equal(ours.model.intercepts, theirs.model.intercepts)
+
+
 def test_after_a_refused_week_the_next_run_starts_from_the_last_published_state(
     store: LocalStore, caplog: pytest.LogCaptureFixture
 ) -> None:
