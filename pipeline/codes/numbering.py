@@ -113,6 +113,8 @@ def row_positions(catalogue: ProductCodes, column: pd.Series) -> np.ndarray:
     """Return each row's position in `catalogue` (-1: not one of its codes), each distinct
     code looked up once."""
     numbers, distinct = distinct_codes(column)
+    if catalogue.starts_with(distinct):  # its own first codes (a model's training rows'):
+        return numbers.astype(np.int64)  # each row's number is its position
     found = catalogue.find_many(distinct)
     positions: np.ndarray = np.append(found, -1)[numbers]  # a missing code picks the -1
     return positions

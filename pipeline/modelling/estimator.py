@@ -76,13 +76,6 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
         week's rows alone, or, given the `history` of the weeks before (`weeks` ago), from
         both (pipeline/modelling/history.py)."""
         codes, products, x = _features(X)
-        # The rows' own categories when they are the products in order (as the reader leaves
-        # them): rows sharing them (the held-out ones) are then numbered as they lie.
-        categories = (X[PRODUCT].cat.categories
-                      if isinstance(X[PRODUCT].dtype, pd.CategoricalDtype) else None)
-        own = (categories is not None and len(categories) == len(products)
-               and categories.is_monotonic_increasing)
-        self._categories = categories if own else None
         target = np.asarray(y, dtype=float)
         if len(target) != len(x) or not len(x):
             raise ValueError(f"X has {len(x)} rows and y {len(target)}: need as many, and some")
@@ -187,12 +180,7 @@ class PooledLinearRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc
     def product_index(self, product_codes: Any) -> np.ndarray:
         """Return each code's position among the fitted products, -1 for an unseen one."""
         check_is_fitted(self, "intercepts_")
-        column = pd.Series(product_codes)
-        if (isinstance(column.dtype, pd.CategoricalDtype)
-                and column.cat.categories is self._categories is not None):
-            same: np.ndarray = column.cat.codes.to_numpy().astype(np.int64)
-            return same
-        return row_positions(self.product_codes_, column)
+        return row_positions(self.product_codes_, pd.Series(product_codes))
 
     def predict_line(self, X: pd.DataFrame) -> np.ndarray:
         """Return each row's posterior line value, not floored (for residuals)."""

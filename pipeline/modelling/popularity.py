@@ -14,6 +14,7 @@ from typing import Any, Dict, List, NamedTuple, Optional
 import numpy as np
 import pandas as pd
 
+from pipeline.artifact.model import served_hours
 from pipeline.artifact.promise import CHECKED_PROBABILITY, PromiseParams, Promises
 from pipeline.data.tranche import HOURS, ORDERS, PRODUCT
 from pipeline.modelling.evaluation import Split
@@ -80,7 +81,7 @@ def _figures(estimator: Any, promises: Promises, train: pd.DataFrame, test: pd.D
             at = estimator.product_index(chunk[PRODUCT])
             x = chunk[ORDERS].to_numpy(dtype=float)
             line = estimator.predict_line(chunk)
-            estimate = np.maximum(line, 0.0)
+            estimate = served_hours(line)
             width = promises.hours(at, line, x, CHECKED_PROBABILITY) - estimate
             figures["all"] += np.bincount(at, minlength=k)
             figures["width"] += np.bincount(at, width, k)
