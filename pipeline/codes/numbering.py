@@ -24,14 +24,18 @@ ARROW_TEXT = pd.StringDtype("pyarrow", na_value=np.nan)
 
 def number_codes(texts: Union[Texts, List[pa.Array]]) -> Tuple[np.ndarray, ProductCodes]:
     """Return each code's rank among the distinct codes sorted by their bytes (-1: missing),
-    and those codes. A list of blocks is consumed: each goes once numbered."""
+    and those codes. A list of blocks is consumed: each goes once numbered.
+
+    Arrow numbers the codes of every block in one pass, into one dictionary shared by the
+    blocks (numbering each block apart, as a dictionary read does, and uniting the blocks'
+    dictionaries after, hashes every distinct code once per block: at a million products,
+    more than the pass costs).
+    """
     blocks = texts if isinstance(texts, list) else (
         list(texts.chunks) if isinstance(texts, pa.ChunkedArray) else [texts])
     chunked = pa.chunked_array(blocks, blocks[0].type if blocks else pa.string())
     blocks.clear()
-    if not pa.types.is_dictionary(chunked.type):
-        chunked = pc.dictionary_encode(chunked)
-    chunked = chunked.unify_dictionaries()  # the blocks of a read share one dictionary
+    chunked = pc.dictionary_encode(chunked)  # text: one dictionary, shared by the blocks
     dictionary = (chunked.chunk(0).dictionary if chunked.num_chunks
                   else pa.array([], pa.string()))
     order = pc.sort_indices(dictionary).to_numpy()
@@ -57,7 +61,7 @@ def from_arrow(texts: pa.Array) -> ProductCodes:
     data = (np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None
             else np.empty(0, np.uint8))
     start, end = (int(offsets[0]), int(offsets[-1])) if len(offsets) else (0, 0)
-    return ProductCodes(data[start:end], offsets - start)
+    return ProductCodes(data[start:end], offsets - start if start else offsets)
 
 
 def codes_of(values: Union[ProductCodes, Values]) -> ProductCodes:

@@ -1,8 +1,8 @@
 """Parse a tranche's CSV bytes: a clean drop fast and small, anything else as text.
 
 A clean drop (the three columns, every number a number) is read by pyarrow's CSV reader, in
-C++ on every core, and its product codes are numbered there too: a million products cost no
-Python string per row, and their codes are sorted once. Anything else (a repeated header,
+C++ on every core, and its product codes are numbered by arrow too: a million products cost
+no Python string per row, and their codes are sorted once. Anything else (a repeated header,
 a stray word, other columns, bytes that are not UTF-8) is read by pandas as text, so that
 validation can name every problem. Both read the same things as missing (pandas' list:
 "", "NA", "null", ...), so a file reads alike either way.
@@ -71,10 +71,10 @@ def read_tranche(raw: bytes) -> pd.DataFrame:
 def _read_typed(raw: bytes) -> Optional[pd.DataFrame]:
     """Read a clean drop into typed columns, codes as sorted categories; None if it is not one.
 
-    Arrow parses blocks of the file on every core, each block's codes numbered there
-    (dictionary-encoded), then numbered once more among the file's distinct codes sorted
-    (codes.numbering). Each number column is then copied out block by block, each block let
-    go once copied, so that the peak is the table and one block more, not the table twice.
+    Arrow parses blocks of the file on every core; the codes are then numbered among the
+    file's distinct codes sorted (codes.numbering). Each number column is copied out block by
+    block, each block let go once copied, so that the peak is the table and one block more,
+    not the table twice.
     A quoted code may hold a line end, so a file with any quote is split into blocks the
     slower way that allows it.
     """
@@ -109,7 +109,7 @@ def _arrow_table(raw: bytes) -> pa.Table:
         parse_options=pa_csv.ParseOptions(newlines_in_values=b'"' in raw),
         convert_options=pa_csv.ConvertOptions(
             column_types={HOURS: pa.float64(), ORDERS: pa.float64(),
-                          PRODUCT: pa.dictionary(pa.int32(), pa.string())},
+                          PRODUCT: pa.string()},
             null_values=MISSING, strings_can_be_null=True, quoted_strings_can_be_null=True,
         ),
     )
