@@ -64,8 +64,7 @@ class ProductCodes:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ProductCodes):
             return NotImplemented
-        return bool(np.array_equal(self.offsets, other.offsets)
-                    and np.array_equal(self.utf8, other.utf8))
+        return _equal(self.offsets, other.offsets) and _equal(self.utf8, other.utf8)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -107,10 +106,9 @@ class ProductCodes:
 
     def starts_with(self, codes: "ProductCodes") -> bool:
         """Say whether these codes are our first ones, in order (a model's own products)."""
-        size = len(codes.utf8)
-        if len(codes) > len(self) or not np.array_equal(codes.utf8, self.utf8[:size]):
+        if len(codes) > len(self) or not _equal(codes.utf8, self.utf8[:len(codes.utf8)]):
             return False
-        return bool(np.array_equal(codes.offsets, self.offsets[:len(codes) + 1]))
+        return _equal(codes.offsets, self.offsets[:len(codes) + 1])
 
     def build_index(self) -> None:
         """Group and sort the codes for look-ups now (a service does before its first request)."""
@@ -163,6 +161,14 @@ class ProductCodes:
             hit = group.rows[at] == rows
             positions[own + members[hit]] = group.positions[at[hit]]
         return positions
+
+
+def _equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """Say whether two arrays hold the same values: at once when they are the same memory
+    (a frame's codes and the model fitted on them share arrow's buffers), else compared."""
+    if a.shape == b.shape and a.ctypes.data == b.ctypes.data and a.dtype == b.dtype:
+        return True
+    return bool(np.array_equal(a, b))
 
 
 def _wanted(codes: Sequence[str]) -> ProductCodes:

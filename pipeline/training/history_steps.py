@@ -67,8 +67,19 @@ def load_history(store: Store, live: Optional[LoadedModel], tranche_key: str, mo
     if metadata.history_section().state_key:
         start = _from_state(store, metadata, tranche_key)
         if start is not None:
-            return start
+            return _sharing_codes(start, live.model.product_codes)
     return _from_model(live, tranche_key)
+
+
+def _sharing_codes(start: Start, codes: ProductCodes) -> Start:
+    """The start, its products' codes the live model's own object when they are the same
+    codes (a state holds its model's products, in order): this week's products are then
+    looked up among them once, for the history and for the judging alike."""
+    history = start.history
+    if history is None or history.products.codes != codes:
+        return start
+    products = history.products._replace(codes=codes)
+    return start._replace(history=history._replace(products=products))
 
 
 def _from_parent(store: Store, metadata: ModelMetadata, tranche_key: str,
