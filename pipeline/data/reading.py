@@ -41,9 +41,10 @@ def read_tranche(raw: bytes) -> pd.DataFrame:
     """
     if not raw or raw.isspace():  # isspace stops at the first other byte; strip copies
         raise ValueError("the file is empty")
-    typed = _read_typed(raw)
-    if typed is not None:
-        return typed
+    blocks = _clean_blocks(raw)
+    if blocks is not None:
+        del raw  # handed over (steps.FileBytes): the file's bytes go before its columns are
+        return _typed(blocks)  # copied out, so that the peak holds one of the two
     try:
         frame = _read_general(raw)
     except UnicodeDecodeError:
@@ -68,13 +69,10 @@ def read_tranche(raw: bytes) -> pd.DataFrame:
     return frame
 
 
-def _read_typed(raw: bytes) -> Optional[pd.DataFrame]:
-    """Read a clean drop into typed columns, codes as sorted categories; None if it is not one.
+def _clean_blocks(raw: bytes) -> Optional[Dict[str, List[pa.Array]]]:
+    """Parse a clean drop with arrow, blocks of the file on every core: each column's blocks;
+    None if it is not one.
 
-    Arrow parses blocks of the file on every core; the codes are then numbered among the
-    file's distinct codes sorted (codes.numbering). Each number column is copied out block by
-    block, each block let go once copied, so that the peak is the table and one block more,
-    not the table twice.
     A quoted code may hold a line end, so a file with any quote is split into blocks the
     slower way that allows it.
     """
@@ -84,21 +82,23 @@ def _read_typed(raw: bytes) -> Optional[pd.DataFrame]:
             return None  # other columns: validation names them
     except (pa.ArrowException, UnicodeDecodeError):  # a word where a number goes, a row of
         return None  # another width, a header that is not UTF-8: the general read says which
-    rows = table.num_rows
-    codes = list(table.column(PRODUCT).chunks)
-    table = table.drop_columns([PRODUCT])
-    numbers, products = number_codes(codes)  # each block let go once numbered
-    columns = {}
-    for column in (HOURS, ORDERS):  # a missing value becomes NaN, as pandas reads it
-        chunks = list(table.column(column).chunks)
-        table = table.drop_columns([column])
-        columns[column] = _copied(chunks, np.empty(rows))
-    del table
+    return {column: list(table.column(column).chunks) for column in COLUMNS}
+
+
+def _typed(blocks: Dict[str, List[pa.Array]]) -> pd.DataFrame:
+    """Return a clean drop's columns, codes as sorted categories; the blocks are consumed.
+
+    The codes are numbered among the file's distinct codes sorted (codes.numbering). Each
+    number column is copied out block by block, each block let go once copied, so that the
+    peak is the blocks and one block more, not the columns twice.
+    """
+    rows = sum(len(block) for block in blocks[HOURS])
+    numbers, products = number_codes(blocks[PRODUCT])  # each block let go once numbered
+    # a missing value becomes NaN, as pandas reads it
+    hours, orders = (_copied(blocks[column], np.empty(rows)) for column in (HOURS, ORDERS))
     _give_back_freed_memory()
     return pd.DataFrame(
-        {HOURS: columns[HOURS], ORDERS: columns[ORDERS],
-         PRODUCT: as_categories(numbers, products)},
-        copy=False,
+        {HOURS: hours, ORDERS: orders, PRODUCT: as_categories(numbers, products)}, copy=False
     )
 
 

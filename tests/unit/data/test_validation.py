@@ -189,8 +189,10 @@ def test_the_fast_reader_reads_a_quirky_file_as_the_general_one_does(
 ) -> None:
     raw = HEADER + good_rows(2000) + QUIRKS
     monkeypatch.setattr("pipeline.data.reading._BLOCK_BYTES", block)
-    fast = reading._read_typed(raw)
-    assert fast is not None and isinstance(fast[PRODUCT].dtype, pd.CategoricalDtype)
+    blocks = reading._clean_blocks(raw)
+    assert blocks is not None
+    fast = reading._typed(blocks)
+    assert isinstance(fast[PRODUCT].dtype, pd.CategoricalDtype)
     general = reading._read_general(raw)
     a, b = validate_tranche(fast), validate_tranche(general)
     assert a.refusals == b.refusals == [] and a.warnings == b.warnings
