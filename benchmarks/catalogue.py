@@ -1,11 +1,12 @@
 """Does the weekly run hold at a million products? The same rows over 10k and over ~1M codes.
 
 Run: python benchmarks/catalogue.py [--rows 4000000] [--codes 10000 1000000] [--zipf 0.8]
-                                   [--repeats 3]
+                                   [--repeats 3] [--history on|off]
 For each catalogue, two weeks of a real-shaped tranche (Zipf popularity over the codes, so
 the tail's products come and go between weeks: some missing, some new) are dropped into a
 scratch store; for each week `python -m pipeline.train_model` runs as a whole process with
-the default settings (wall time and peak RSS, measured by the OS; the median of `--repeats`
+the default settings (`--history off`: learning from each week alone, as before the
+history; wall time and peak RSS, measured by the OS; the median of `--repeats`
 runs, each on a copy of the store as the week found it, alternating the two catalogues'
 runs of the same week so that the machine's drift hits both), then the service starts
 on the newest model (seconds from start to /ready, and its RSS once ready) and answers one
@@ -37,6 +38,7 @@ from pipeline.registry.published import (  # noqa: E402
 )
 from pipeline.registry.store import LocalStore  # noqa: E402
 from pipeline.data.tranche import PRODUCT, tranche_key  # noqa: E402
+from pipeline.training.history_steps import HISTORY_MODES  # noqa: E402
 from tests.processes import free_port, measure, start_service, stop_service  # noqa: E402
 
 
@@ -62,8 +64,9 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def train(store: LocalStore) -> "tuple[float, float, int]":
-    return measure([sys.executable, "-m", "pipeline.train_model", store.uri])
+def train(store: LocalStore, history: str) -> "tuple[float, float, int]":
+    return measure([sys.executable, "-m", "pipeline.train_model", store.uri,
+                    "--history", history])
 
 
 def serve(store: LocalStore, code: str) -> "tuple[float, float, int]":
@@ -84,7 +87,7 @@ def serve(store: LocalStore, code: str) -> "tuple[float, float, int]":
     return ready, memory, answer
 
 
-def run_weeks(rows: int, catalogues: List[int], zipf: float, repeats: int
+def run_weeks(rows: int, catalogues: List[int], zipf: float, repeats: int, history: str
               ) -> Dict[int, List[Week]]:
     results: Dict[int, List[Week]] = {codes: [] for codes in catalogues}
     with tempfile.TemporaryDirectory() as scratch:
@@ -105,7 +108,7 @@ def run_weeks(rows: int, catalogues: List[int], zipf: float, repeats: int
                     trial = Path(scratch) / f"trial-{codes}"
                     shutil.rmtree(trial, ignore_errors=True)
                     shutil.copytree(stores[codes], trial)
-                    runs[codes].append(train(LocalStore(str(trial))))
+                    runs[codes].append(train(LocalStore(str(trial)), history))
             for codes in catalogues:
                 if any(code != 0 for _, _, code in runs[codes]):
                     raise RuntimeError(f"training week {week} over {codes:,} codes failed")
@@ -139,11 +142,12 @@ def format_week(w: Week) -> str:
             f"{w.ready_s:>7.2f} {w.rss_mib:>7.0f} {w.answer:>6}")
 
 
-def main(rows: int, small: int, large: int, zipf: float, repeats: int) -> None:
-    print(f"{rows:,} rows a week, Zipf {zipf} popularity; train_model and serve_model with "
-          f"default settings; training: median time and highest peak of {repeats} run(s)")
+def main(rows: int, small: int, large: int, zipf: float, repeats: int, history: str) -> None:
+    print(f"{rows:,} rows a week, Zipf {zipf} popularity; train_model (--history {history}) "
+          f"and serve_model, otherwise default settings; training: median time and highest "
+          f"peak of {repeats} run(s)")
     print(HEADER)
-    results = run_weeks(rows, [small, large], zipf, repeats)
+    results = run_weeks(rows, [small, large], zipf, repeats, history)
     print("\nlarge / small, per week:")
     for a, b in zip(results[large], results[small]):
         paired = statistics.median(x / y for x, y in zip(a.train_runs, b.train_runs))
@@ -167,5 +171,6 @@ if __name__ == "__main__":
                         metavar=("SMALL", "LARGE"))
     parser.add_argument("--zipf", type=float, default=0.8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--history", choices=HISTORY_MODES, default="on")
     args = parser.parse_args()
-    main(args.rows, args.codes[0], args.codes[1], args.zipf, args.repeats)
+    main(args.rows, args.codes[0], args.codes[1], args.zipf, args.repeats, args.history)
