@@ -5,10 +5,10 @@ Run: python benchmarks/catalogue.py [--rows 4000000] [--codes 10000 1000000] [--
 For each catalogue, two weeks of a real-shaped tranche (Zipf popularity over the codes, so
 the tail's products come and go between weeks: some missing, some new) are dropped into a
 scratch store; for each week `python -m pipeline.train_model` runs as a whole process with
-the default settings (`--history off`: learning from each week alone, as before the
-history; wall time and peak RSS, measured by the OS; the median of `--repeats`
-runs, each on a copy of the store as the week found it, alternating the two catalogues'
-runs of the same week so that the machine's drift hits both), then the service starts
+the default settings, learning from last week's state, or with `--history off` each week
+alone, as before the history (wall time and peak RSS, measured by the OS; the median of
+`--repeats` runs, each on a copy of the store as the week found it, alternating the two
+catalogues' runs of the same week so that the machine's drift hits both), then the service starts
 on the newest model (seconds from start to /ready, and its RSS once ready) and answers one
 of the week's rarest products. Printed: one row per catalogue and week, then the ratios of
 the large catalogue to the small one (of the medians, and the median of each side-by-side
